@@ -1,0 +1,214 @@
+//! tmpcopyup: copy what the image holds at a path into the tmpfs that is about
+//! to cover it (podman's `tmpcopyup` mount option, as the original hook's
+//! README promised for /run and /tmp).
+//!
+//! Safety rules, all enforced by the code, not by the caller:
+//! - every entry is opened relative to its parent directory fd, by a single
+//!   name from `readdir` (never a path), with `O_NOFOLLOW`: symlinks are
+//!   recreated as symlinks, never followed, so nothing outside the rootfs is
+//!   read;
+//! - entries on another mount (user mounts under /run, /tmp) are skipped: they
+//!   are moved, not copied;
+//! - device nodes, FIFOs and sockets are skipped, never opened;
+//! - the copy is bounded by [`Limits`]; past a bound it fails with an error
+//!   instead of copying half.
+//!
+//! Ownership and permission bits (including setgid/sticky) are kept.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{
+    AtFlags, Dir, FileType, Gid, Mode, OFlags, StatxFlags, Uid, fchmod, fchown, fstat, mkdirat, openat, readlinkat,
+    statx, symlinkat,
+};
+use rustix::fs::chownat;
+
+/// Bounds on one copy-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most entries (files, directories, symlinks) copied.
+    pub max_entries: u64,
+    /// Most bytes of regular-file content copied.
+    pub max_bytes: u64,
+    /// Deepest directory nesting below the copied directory.
+    pub max_depth: u32,
+}
+
+/// The bounds the hook uses: 10 000 entries, 32 MiB, depth 32. A /run or /tmp
+/// in an image is normally empty or a few small files.
+pub const DEFAULT_LIMITS: Limits = Limits { max_entries: 10_000, max_bytes: 32 * 1024 * 1024, max_depth: 32 };
+
+/// What one copy-up did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Entries created in the destination.
+    pub entries: u64,
+    /// Bytes of file content copied.
+    pub bytes: u64,
+    /// Device nodes, FIFOs and sockets left out.
+    pub skipped_special: u64,
+    /// Entries left out because they are on another mount.
+    pub skipped_mounts: u64,
+}
+
+/// Why a copy-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("copy-up exceeds its bound of {0}")]
+    Bound(String),
+    #[error("copy-up of {name:?}: {source}")]
+    Io { name: String, source: io::Error },
+}
+
+fn io_err(name: &std::ffi::OsStr, source: impl Into<io::Error>) -> CopyError {
+    CopyError::Io { name: name.to_string_lossy().into_owned(), source: source.into() }
+}
+
+/// Copies the content of directory `src` into directory `dst` (both opened
+/// `O_RDONLY | O_DIRECTORY`). `dst` is expected to be empty.
+///
+/// # Errors
+/// [`CopyError::Bound`] when a [`Limits`] bound is passed, [`CopyError::Io`]
+/// for any failing system call (with the entry's name).
+pub fn copy_tree(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, limits: &Limits) -> Result<Stats, CopyError> {
+    let mnt_id = statx(src, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
+        .map_err(|e| io_err("".as_ref(), e))?
+        .stx_mnt_id;
+    let mut stats = Stats::default();
+    copy_dir(src, dst, mnt_id, limits, 0, &mut stats)?;
+    Ok(stats)
+}
+
+fn copy_dir(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, mnt_id: u64, limits: &Limits, depth: u32, stats: &mut Stats) -> Result<(), CopyError> {
+    if depth > limits.max_depth {
+        return Err(CopyError::Bound(format!("{} directory levels", limits.max_depth)));
+    }
+    let dir = Dir::read_from(src).map_err(|e| io_err("".as_ref(), e))?;
+    for entry in dir {
+        let entry = entry.map_err(|e| io_err("".as_ref(), e))?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        let os_name: &std::ffi::OsStr = std::os::unix::ffi::OsStrExt::from_bytes(name.to_bytes());
+        let st = statx(src, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS | StatxFlags::MNT_ID)
+            .map_err(|e| io_err(os_name, e))?;
+        if st.stx_mnt_id != mnt_id {
+            stats.skipped_mounts += 1;
+            continue;
+        }
+        let mode = Mode::from_raw_mode(u32::from(st.stx_mode) & 0o7777);
+        let (uid, gid) = (Some(Uid::from_raw(st.stx_uid)), Some(Gid::from_raw(st.stx_gid)));
+        let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
+        if !matches!(ftype, FileType::Directory | FileType::RegularFile | FileType::Symlink) {
+            log::debug!("copy-up skips {os_name:?}: {ftype:?}");
+            stats.skipped_special += 1;
+            continue;
+        }
+        stats.entries += 1;
+        if stats.entries > limits.max_entries {
+            return Err(CopyError::Bound(format!("{} entries", limits.max_entries)));
+        }
+        match ftype {
+            FileType::Directory => {
+                mkdirat(dst, name, Mode::from_raw_mode(0o700)).map_err(|e| io_err(os_name, e))?;
+                let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let s = openat(src, name, dir_flags, Mode::empty()).map_err(|e| io_err(os_name, e))?;
+                let d = openat(dst, name, dir_flags, Mode::empty()).map_err(|e| io_err(os_name, e))?;
+                copy_dir(s.as_fd(), d.as_fd(), mnt_id, limits, depth + 1, stats)?;
+                fchown(&d, uid, gid).map_err(|e| io_err(os_name, e))?;
+                fchmod(&d, mode).map_err(|e| io_err(os_name, e))?;
+            }
+            FileType::RegularFile => {
+                let s = openat(src, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(|e| io_err(os_name, e))?;
+                // The entry could have been swapped since statx: check again on the open fd.
+                if FileType::from_raw_mode(fstat(&s).map_err(|e| io_err(os_name, e))?.st_mode) != FileType::RegularFile {
+                    stats.skipped_special += 1;
+                    continue;
+                }
+                let d: OwnedFd = openat(
+                    dst,
+                    name,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| io_err(os_name, e))?;
+                let left = limits.max_bytes - stats.bytes;
+                let mut out = File::from(d);
+                let n = io::copy(&mut File::from(s).take(left + 1), &mut out).map_err(|e| io_err(os_name, e))?;
+                if n > left {
+                    return Err(CopyError::Bound(format!("{} bytes", limits.max_bytes)));
+                }
+                stats.bytes += n;
+                fchown(&out, uid, gid).map_err(|e| io_err(os_name, e))?;
+                fchmod(&out, mode).map_err(|e| io_err(os_name, e))?;
+            }
+            FileType::Symlink => {
+                let target = readlinkat(src, name, Vec::new()).map_err(|e| io_err(os_name, e))?;
+                symlinkat(target.as_c_str(), dst, name).map_err(|e| io_err(os_name, e))?;
+                chownat(dst, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io_err(os_name, e))?;
+            }
+            _ => unreachable!("filtered above"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+
+    fn open_dir(p: &std::path::Path) -> OwnedFd {
+        openat(rustix::fs::CWD, p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap()
+    }
+
+    #[test]
+    fn copies_files_dirs_symlinks_with_modes_and_skips_fifos() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
+        std::fs::create_dir(&dst).unwrap();
+        std::fs::write(src.join("a.txt"), b"hello").unwrap();
+        std::fs::set_permissions(src.join("a.txt"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::set_permissions(src.join("sub"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        std::fs::write(src.join("sub/deeper/b"), b"x").unwrap();
+        symlink("/etc/passwd", src.join("escape")).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, &src.join("fifo"), FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap();
+
+        let stats = copy_tree(open_dir(&src).as_fd(), open_dir(&dst).as_fd(), &DEFAULT_LIMITS).unwrap();
+        assert_eq!(std::fs::read(dst.join("a.txt")).unwrap(), b"hello");
+        assert_eq!(std::fs::metadata(dst.join("a.txt")).unwrap().mode() & 0o7777, 0o640);
+        assert_eq!(std::fs::metadata(dst.join("sub")).unwrap().mode() & 0o7777, 0o1777);
+        assert_eq!(std::fs::read(dst.join("sub/deeper/b")).unwrap(), b"x");
+        assert_eq!(std::fs::read_link(dst.join("escape")).unwrap(), std::path::Path::new("/etc/passwd"));
+        assert!(!dst.join("fifo").exists());
+        assert_eq!(stats, Stats { entries: 5, bytes: 6, skipped_special: 1, skipped_mounts: 0 });
+    }
+
+    #[test]
+    fn bounds_fail_instead_of_copying_half() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir(&dst).unwrap();
+        std::fs::write(src.join("big"), vec![0u8; 100]).unwrap();
+        let tight = Limits { max_bytes: 99, ..DEFAULT_LIMITS };
+        assert!(matches!(copy_tree(open_dir(&src).as_fd(), open_dir(&dst).as_fd(), &tight), Err(CopyError::Bound(_))));
+
+        let dst2 = t.path().join("dst2");
+        std::fs::create_dir(&dst2).unwrap();
+        let few = Limits { max_entries: 0, ..DEFAULT_LIMITS };
+        assert!(matches!(copy_tree(open_dir(&src).as_fd(), open_dir(&dst2).as_fd(), &few), Err(CopyError::Bound(_))));
+
+        let deep = t.path().join("deep");
+        std::fs::create_dir_all(deep.join("a/b/c")).unwrap();
+        let dst3 = t.path().join("dst3");
+        std::fs::create_dir(&dst3).unwrap();
+        let shallow = Limits { max_depth: 1, ..DEFAULT_LIMITS };
+        assert!(matches!(copy_tree(open_dir(&deep).as_fd(), open_dir(&dst3).as_fd(), &shallow), Err(CopyError::Bound(_))));
+    }
+}

@@ -1,0 +1,207 @@
+//! Mount primitives on file descriptors, with the new mount API
+//! (`fsopen`/`fsmount`/`open_tree`/`move_mount`, Linux 5.2+), so that no
+//! mount target is ever named by a string path inside the rootfs.
+//!
+//! Targets are O_PATH handles resolved by `pathrs` (openat2
+//! `RESOLVE_IN_ROOT`) or by `openat2` with `RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS` inside a tmpfs the hook made.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use procfs::process::MountInfo;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags, mkdirat, openat2, statx};
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, OpenTreeFlags, fsconfig_create,
+    fsconfig_set_string, fsmount, fsopen, mount_remount, move_mount, open_tree,
+};
+
+use crate::plan::TmpfsOptions;
+
+/// Creates a detached tmpfs mount (nosuid, nodev) with `mode` and `size`,
+/// plus extra `key=value` mount options (e.g. SELinux `context`).
+pub fn new_tmpfs(options: &TmpfsOptions) -> io::Result<OwnedFd> {
+    let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    fsconfig_set_string(&fs, "mode", format!("{:o}", options.mode))?;
+    if let Some(size) = options.size {
+        fsconfig_set_string(&fs, "size", size.to_string())?;
+    }
+    fsconfig_create(&fs)?;
+    Ok(fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+    )?)
+}
+
+/// A detached copy (bind) of the mount at the object `fd` refers to.
+pub fn clone_of(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    Ok(open_tree(
+        fd,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH,
+    )?)
+}
+
+/// A detached copy (bind) of the trusted host path `path`.
+pub fn clone_path(path: &Path) -> io::Result<OwnedFd> {
+    Ok(open_tree(
+        rustix::fs::CWD,
+        path,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )?)
+}
+
+/// Attaches (or moves) the mount whose root `mount` refers to onto `target`.
+pub fn attach(mount: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(move_mount(
+        mount,
+        "",
+        target,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )?)
+}
+
+/// Sets the per-mount flags of the attached mount whose root `mount` refers
+/// to: always nosuid, nodev, noexec; read-only when `readonly`.
+/// (`MS_REMOUNT | MS_BIND` through `/proc/self/fd`, as runc does, since
+/// rustix has no `mount_setattr`.)
+pub fn set_flags(mount: BorrowedFd<'_>, readonly: bool) -> io::Result<()> {
+    let mut flags = MountFlags::BIND | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    if readonly {
+        flags |= MountFlags::RDONLY;
+    }
+    Ok(mount_remount(fd_proc_path(mount), flags, "")?)
+}
+
+fn fd_proc_path(fd: BorrowedFd<'_>) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// The kernel's path for an fd (readlink of `/proc/self/fd/N`).
+pub fn fd_path(fd: BorrowedFd<'_>) -> io::Result<PathBuf> {
+    std::fs::read_link(fd_proc_path(fd))
+}
+
+/// Whether `fd` refers to a directory.
+pub fn is_dir(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let st = statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::TYPE)?;
+    Ok(FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::Directory)
+}
+
+/// Opens `rel` beneath `dir` (O_PATH), refusing symlinks and `..` escapes.
+pub fn open_beneath(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
+    let rel: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    Ok(openat2(
+        dir,
+        rel,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )?)
+}
+
+/// Creates the mount point `rel` (a directory, or an empty file when
+/// `!dir`) beneath `base`, creating missing parent directories (0755). Never
+/// follows a symlink.
+pub fn make_mount_point(base: BorrowedFd<'_>, rel: &Path, dir: bool) -> io::Result<OwnedFd> {
+    let mut cur = open_beneath(base, Path::new("."))?;
+    let comps: Vec<_> = rel.components().filter_map(|c| match c {
+        Component::Normal(n) => Some(n),
+        _ => None,
+    }).collect();
+    for (i, name) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        if !last || dir {
+            match mkdirat(&cur, *name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            match openat2(
+                &cur,
+                *name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+            ) {
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        cur = open_beneath(cur.as_fd(), Path::new(name))?;
+    }
+    Ok(cur)
+}
+
+/// The mounts strictly below `dir` that are not below another of them, as
+/// paths relative to `dir`, sorted. `mounts` is a mount table of the
+/// namespace `dir` is a path in. Moving these moves everything below `dir`.
+pub fn top_submounts(mounts: &[MountInfo], dir: &Path) -> Vec<PathBuf> {
+    let below: Vec<&Path> = mounts
+        .iter()
+        .map(|m| m.mount_point.as_path())
+        .filter(|mp| mp.starts_with(dir) && *mp != dir)
+        .collect();
+    let mut top: Vec<PathBuf> = below
+        .iter()
+        .filter(|mp| !below.iter().any(|o| o != *mp && mp.starts_with(o)))
+        .filter_map(|mp| mp.strip_prefix(dir).ok().map(Path::to_path_buf))
+        .collect();
+    top.sort();
+    top.dedup();
+    top
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mounts(points: &[&str]) -> Vec<MountInfo> {
+        points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| MountInfo::from_line(&format!("{} 1 0:{i} / {p} rw - tmpfs tmpfs rw", 100 + i)).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn submounts_are_top_level_and_component_wise() {
+        let m = mounts(&[
+            "/c/rootfs",
+            "/c/rootfs/run",
+            "/c/rootfs/run/secrets",
+            "/c/rootfs/run/secrets/inner",
+            "/c/rootfs/run/.containerenv",
+            "/c/rootfs/runner",
+            "/c/rootfs/run/a/b",
+            "/c/rootfs/tmp/x",
+        ]);
+        assert_eq!(
+            top_submounts(&m, Path::new("/c/rootfs/run")),
+            vec![PathBuf::from(".containerenv"), PathBuf::from("a/b"), PathBuf::from("secrets")]
+        );
+        assert_eq!(top_submounts(&m, Path::new("/c/rootfs/tmp")), vec![PathBuf::from("x")]);
+        assert!(top_submounts(&m, Path::new("/c/rootfs/etc")).is_empty());
+    }
+
+    #[test]
+    fn mount_points_never_follow_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let base = t.path().join("base");
+        std::fs::create_dir(&base).unwrap();
+        std::os::unix::fs::symlink(&outside, base.join("link")).unwrap();
+        let fd = openat2(rustix::fs::CWD, &base, OFlags::PATH | OFlags::DIRECTORY, Mode::empty(), ResolveFlags::empty()).unwrap();
+        assert!(make_mount_point(fd.as_fd(), Path::new("link/x"), true).is_err());
+        assert!(make_mount_point(fd.as_fd(), Path::new("../x"), true).is_err() || !t.path().join("x").exists());
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "nothing created outside");
+        make_mount_point(fd.as_fd(), Path::new("a/b/sock"), false).unwrap();
+        assert!(base.join("a/b/sock").is_file());
+        make_mount_point(fd.as_fd(), Path::new("d/e"), true).unwrap();
+        assert!(base.join("d/e").is_dir());
+    }
+}

@@ -1,0 +1,473 @@
+//! The plan: an ordered list of plain actions, built without touching the
+//! system.
+//!
+//! What goes into a prestart plan, and why:
+//! - tmpfs on `/run`, `/run/lock` (0755, nosuid, nodev, 64 MiB) and `/tmp`
+//!   (1777, nosuid, nodev, half the memory limit when there is one): systemd
+//!   cannot mount them itself without `CAP_SYS_ADMIN` (CONTAINER_INTERFACE.md:
+//!   "/run and /tmp should be tmpfs"); skipped when config.json mounts the same
+//!   destination. Image content is copied in (podman's `tmpcopyup`), mounts
+//!   below them stay visible.
+//! - the journal: `/var/log/journal/<machine-id>` on the host, bound at the
+//!   same path in the container (the original hook's behaviour), so
+//!   `journalctl -D /var/log/journal/<machine-id>` on the host reads it.
+//! - cgroups (hybrid and legacy v1): systemd needs the `name=systemd`
+//!   hierarchy at `/sys/fs/cgroup/systemd` with its own cgroup writable. With
+//!   the host's cgroup namespace the hierarchy is bound read-only and the
+//!   container's cgroup read-write at its host path (what `/proc/1/cgroup`
+//!   shows inside); with a private cgroupns the container's cgroup itself is
+//!   bound at `/sys/fs/cgroup/systemd` (what `/proc/1/cgroup` shows: `/`).
+//!   `release_agent` is masked with `/dev/null` as podman does.
+//! - `/etc/machine-id` holds the machine-id (systemd's `machine-id(5)`); with
+//!   `root.readonly` it is written to `/run/machine-id` and bound read-only
+//!   over `/etc/machine-id`, as systemd itself does for a read-only `/etc`.
+//!
+//! A poststop plan empties `/etc/machine-id` again when it still holds the id.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::cgroup::{ContainerCgroups, Layout};
+use crate::config::ContainerConfig;
+use crate::machine_id::MachineId;
+
+/// Size of the `/run` and `/run/lock` tmpfs, in bytes (64 MiB).
+pub const RUN_TMPFS_SIZE: u64 = 64 * 1024 * 1024;
+/// Size of the read-only tmpfs the hook puts on `/sys/fs/cgroup` when
+/// config.json mounts nothing there, in bytes (it holds only mount points).
+pub const CGROUP_TMPFS_SIZE: u64 = 1024 * 1024;
+/// Where the host keeps journals.
+pub const HOST_JOURNAL_ROOT: &str = "/var/log/journal";
+
+/// Facts about the host and the running container, read once before planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    /// The host's cgroup layout.
+    pub layout: Layout,
+    /// The container's cgroups, from `/proc/<pid>/cgroup`.
+    pub cgroups: ContainerCgroups,
+    /// Host mount point of the v1 `name=systemd` hierarchy.
+    pub systemd_mount: Option<PathBuf>,
+    /// The container's memory limit read from its cgroup, in bytes.
+    pub cgroup_memory_limit: Option<u64>,
+    /// The host's journal directory root (normally `/var/log/journal`).
+    pub journal_root: PathBuf,
+}
+
+/// Options of a tmpfs the hook mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmpfsOptions {
+    /// Mode of the tmpfs root, e.g. `0o1777`.
+    pub mode: u32,
+    /// `size=` in bytes; `None` leaves the kernel default (half of RAM).
+    pub size: Option<u64>,
+}
+
+/// A host object to bind into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostSource {
+    /// A trusted host path (the journal dir the hook made, `/dev/null`, a
+    /// cgroup hierarchy's mount point).
+    Path(PathBuf),
+    /// `path` resolved beneath the trusted directory `base` (a cgroup path
+    /// from `/proc/<pid>/cgroup` under its hierarchy): never escapes `base`.
+    Beneath { base: PathBuf, path: PathBuf },
+}
+
+impl fmt::Display for HostSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostSource::Path(p) => write!(f, "{}", p.display()),
+            HostSource::Beneath { base, path } => write!(f, "{} beneath {}", path.display(), base.display()),
+        }
+    }
+}
+
+/// One step. Container paths (`dest`, `src` of [`Action::BindInside`]) are
+/// absolute paths inside the rootfs and are always resolved inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create a directory on the host (and missing parents, mode 0755). If
+    /// prestart fails later, what this created is removed again.
+    HostDir { path: PathBuf, mode: u32 },
+    /// Mount a new tmpfs (nosuid, nodev) at `dest`, created if missing;
+    /// copy the image's content of `dest` into it when `copy_up`; mounts
+    /// below `dest` are moved into the new tmpfs.
+    Tmpfs { dest: PathBuf, options: TmpfsOptions, copy_up: bool },
+    /// Create a directory (and missing parents) inside the rootfs.
+    Mkdir { dest: PathBuf, mode: u32 },
+    /// Bind a host object at `dest` (nosuid, nodev, noexec), read-only when
+    /// `readonly`. When `dest` cannot be created in the image (read-only, or
+    /// a file in the way), `fallback` is used instead.
+    Bind { source: HostSource, dest: PathBuf, readonly: bool, fallback: Option<PathBuf> },
+    /// Bind a file or directory of the container at another container path.
+    BindInside { src: PathBuf, dest: PathBuf, readonly: bool },
+    /// Make the mount at `dest` read-only (nosuid, nodev, noexec).
+    RemountReadOnly { dest: PathBuf },
+    /// Write `contents` to the regular file `dest` (created with `mode`,
+    /// truncated when it exists).
+    WriteFile { dest: PathBuf, contents: String, mode: u32 },
+    /// Truncate the regular file `dest` when its content (trimmed) is `expected`.
+    ClearFile { dest: PathBuf, expected: String },
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::HostDir { path, mode } => write!(f, "mkdir on host {} mode {mode:o}", path.display()),
+            Action::Tmpfs { dest, options, copy_up } => {
+                write!(f, "mount tmpfs on {} mode {:o}", dest.display(), options.mode)?;
+                if let Some(s) = options.size {
+                    write!(f, " size {s}")?;
+                }
+                if *copy_up {
+                    write!(f, " with tmpcopyup")?;
+                }
+                Ok(())
+            }
+            Action::Mkdir { dest, mode } => write!(f, "mkdir {} mode {mode:o}", dest.display()),
+            Action::Bind { source, dest, readonly, fallback } => {
+                write!(f, "bind {source} on {} {}", dest.display(), if *readonly { "ro" } else { "rw" })?;
+                if let Some(fb) = fallback {
+                    write!(f, " (else on {})", fb.display())?;
+                }
+                Ok(())
+            }
+            Action::BindInside { src, dest, readonly } => {
+                write!(f, "bind {} on {} {}", src.display(), dest.display(), if *readonly { "ro" } else { "rw" })
+            }
+            Action::RemountReadOnly { dest } => write!(f, "remount {} read-only", dest.display()),
+            Action::WriteFile { dest, mode, .. } => write!(f, "write {} mode {mode:o}", dest.display()),
+            Action::ClearFile { dest, .. } => write!(f, "empty {} if it holds the machine-id", dest.display()),
+        }
+    }
+}
+
+/// An ordered list of actions plus the steps left out and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The actions, in the order they must run.
+    pub actions: Vec<Action>,
+    /// Human-readable reasons for each step that was left out.
+    pub skipped: Vec<String>,
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for a in &self.actions {
+            writeln!(f, "{a}")?;
+        }
+        for s in &self.skipped {
+            writeln!(f, "skip: {s}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why no prestart plan can be made.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("the container's name=systemd cgroup is the hierarchy root; refusing to make the whole hierarchy writable")]
+    CgroupIsRoot,
+    #[error("the container has a name=systemd cgroup but the host has no name=systemd hierarchy mounted")]
+    NoSystemdHierarchy,
+}
+
+fn p(s: &str) -> PathBuf {
+    PathBuf::from(s)
+}
+
+/// Builds the prestart plan (see the module docs).
+///
+/// # Errors
+/// [`PlanError`] when the cgroup facts make a safe setup impossible.
+pub fn prestart(config: &ContainerConfig, facts: &HostFacts, machine_id: &MachineId) -> Result<Plan, PlanError> {
+    let mut plan = Plan::default();
+
+    // tmpfs on /run, /run/lock and /tmp.
+    let tmp_size = config.memory_limit.or(facts.cgroup_memory_limit).map(|l| l / 2);
+    for (dest, mode, size) in [
+        ("/run", 0o755, Some(RUN_TMPFS_SIZE)),
+        ("/run/lock", 0o755, Some(RUN_TMPFS_SIZE)),
+        ("/tmp", 0o1777, tmp_size),
+    ] {
+        if config.mounts(Path::new(dest)) {
+            plan.skipped.push(format!("tmpfs on {dest}: config.json mounts {dest}"));
+        } else {
+            plan.actions.push(Action::Tmpfs {
+                dest: p(dest),
+                options: TmpfsOptions { mode, size },
+                copy_up: true,
+            });
+        }
+    }
+
+    // The journal.
+    let host_journal = facts.journal_root.join(machine_id.as_str());
+    let in_var = Path::new(HOST_JOURNAL_ROOT).join(machine_id.as_str());
+    let in_run = Path::new("/run/log/journal").join(machine_id.as_str());
+    plan.actions.push(Action::HostDir { path: host_journal.clone(), mode: 0o755 });
+    let (dest, fallback) = if config.readonly { (in_run, None) } else { (in_var, Some(in_run)) };
+    plan.actions.push(Action::Bind {
+        source: HostSource::Path(host_journal),
+        dest,
+        readonly: false,
+        fallback,
+    });
+
+    // cgroups.
+    plan_cgroups(config, facts, &mut plan)?;
+
+    // /etc/machine-id.
+    if config.mounts(Path::new("/etc/machine-id")) {
+        plan.skipped.push("/etc/machine-id: config.json mounts it".into());
+    } else {
+        let contents = format!("{machine_id}\n");
+        if config.readonly {
+            plan.actions.push(Action::WriteFile { dest: p("/run/machine-id"), contents, mode: 0o444 });
+            plan.actions.push(Action::BindInside {
+                src: p("/run/machine-id"),
+                dest: p("/etc/machine-id"),
+                readonly: true,
+            });
+        } else {
+            plan.actions.push(Action::WriteFile { dest: p("/etc/machine-id"), contents, mode: 0o444 });
+        }
+    }
+    Ok(plan)
+}
+
+fn plan_cgroups(config: &ContainerConfig, facts: &HostFacts, plan: &mut Plan) -> Result<(), PlanError> {
+    if facts.layout == Layout::Unified {
+        plan.skipped.push("cgroups: the unified (v2) layout is left as the runtime set it up".into());
+        return Ok(());
+    }
+    let Some(cgroup) = &facts.cgroups.systemd else {
+        plan.skipped.push("cgroups: the container has no name=systemd cgroup".into());
+        return Ok(());
+    };
+    let Some(hierarchy) = &facts.systemd_mount else {
+        return Err(PlanError::NoSystemdHierarchy);
+    };
+    let rel = cgroup.strip_prefix("/").unwrap_or(cgroup);
+    if rel.as_os_str().is_empty() {
+        return Err(PlanError::CgroupIsRoot);
+    }
+    let systemd_dir = p("/sys/fs/cgroup/systemd");
+    let own_tmpfs = !config.mounts(Path::new("/sys/fs/cgroup"));
+    if own_tmpfs {
+        plan.actions.push(Action::Tmpfs {
+            dest: p("/sys/fs/cgroup"),
+            options: TmpfsOptions { mode: 0o755, size: Some(CGROUP_TMPFS_SIZE) },
+            copy_up: false,
+        });
+        plan.actions.push(Action::Mkdir { dest: systemd_dir.clone(), mode: 0o755 });
+    } else {
+        plan.skipped.push("tmpfs on /sys/fs/cgroup: config.json mounts /sys/fs/cgroup".into());
+    }
+    let own = HostSource::Beneath { base: hierarchy.clone(), path: rel.to_path_buf() };
+    if config.cgroupns {
+        plan.actions.push(Action::Bind { source: own, dest: systemd_dir, readonly: false, fallback: None });
+    } else {
+        plan.actions.push(Action::Bind {
+            source: HostSource::Path(hierarchy.clone()),
+            dest: systemd_dir.clone(),
+            readonly: true,
+            fallback: None,
+        });
+        plan.actions.push(Action::Bind { source: own, dest: systemd_dir.join(rel), readonly: false, fallback: None });
+        plan.actions.push(Action::Bind {
+            source: HostSource::Path(p("/dev/null")),
+            dest: systemd_dir.join("release_agent"),
+            readonly: true,
+            fallback: None,
+        });
+    }
+    if own_tmpfs {
+        plan.actions.push(Action::RemountReadOnly { dest: p("/sys/fs/cgroup") });
+    }
+    Ok(())
+}
+
+/// Builds the poststop plan: empty `/etc/machine-id` when prestart wrote it
+/// into the image (not for read-only images, not when config.json mounts it).
+pub fn poststop(config: &ContainerConfig, machine_id: &MachineId) -> Plan {
+    let mut plan = Plan::default();
+    if config.readonly {
+        plan.skipped.push("/etc/machine-id: read-only image, nothing was written".into());
+    } else if config.mounts(Path::new("/etc/machine-id")) {
+        plan.skipped.push("/etc/machine-id: config.json mounts it".into());
+    } else {
+        plan.actions.push(Action::ClearFile { dest: p("/etc/machine-id"), expected: machine_id.to_string() });
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::clean;
+
+    const CG: &str = "/libpod_parent/libpod-4f3c2a1b9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b";
+
+    fn mid() -> MachineId {
+        MachineId::parse("4f3c2a1b9e8d7c6b5a4f3e2d1c0b9a8f").unwrap()
+    }
+
+    fn hybrid() -> HostFacts {
+        HostFacts {
+            layout: Layout::Hybrid,
+            cgroups: ContainerCgroups { systemd: Some(p(CG)), memory: Some(p(CG)), unified: Some(p(CG)) },
+            systemd_mount: Some(p("/sys/fs/cgroup/systemd")),
+            cgroup_memory_limit: None,
+            journal_root: p("/var/log/journal"),
+        }
+    }
+
+    fn podman_config() -> ContainerConfig {
+        ContainerConfig {
+            rootfs: p("/merged"),
+            args: vec!["/sbin/init".into()],
+            mount_destinations: ["/proc", "/dev", "/sys", "/sys/fs/cgroup", "/run/.containerenv", "/etc/hosts"]
+                .iter()
+                .map(|d| clean(Path::new(d)))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn dests(plan: &Plan) -> Vec<String> {
+        plan.actions.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn podman_hybrid_host_cgroupns() {
+        let plan = prestart(&podman_config(), &hybrid(), &mid()).unwrap();
+        let d = dests(&plan);
+        let id = mid();
+        assert_eq!(
+            d,
+            vec![
+                "mount tmpfs on /run mode 755 size 67108864 with tmpcopyup".to_string(),
+                "mount tmpfs on /run/lock mode 755 size 67108864 with tmpcopyup".into(),
+                "mount tmpfs on /tmp mode 1777 with tmpcopyup".into(),
+                format!("mkdir on host /var/log/journal/{id} mode 755"),
+                format!("bind /var/log/journal/{id} on /var/log/journal/{id} rw (else on /run/log/journal/{id})"),
+                "bind /sys/fs/cgroup/systemd on /sys/fs/cgroup/systemd ro".into(),
+                format!("bind {} beneath /sys/fs/cgroup/systemd on /sys/fs/cgroup/systemd{CG} rw", &CG[1..]),
+                "bind /dev/null on /sys/fs/cgroup/systemd/release_agent ro".into(),
+                "write /etc/machine-id mode 444".into(),
+            ]
+        );
+        assert_eq!(plan.skipped, vec!["tmpfs on /sys/fs/cgroup: config.json mounts /sys/fs/cgroup".to_string()]);
+    }
+
+    #[test]
+    fn private_cgroupns_binds_own_cgroup_at_the_hierarchy_root() {
+        let mut c = podman_config();
+        c.cgroupns = true;
+        let plan = prestart(&c, &hybrid(), &mid()).unwrap();
+        let binds: Vec<_> = plan.actions.iter().filter(|a| matches!(a, Action::Bind { dest, .. } if dest.starts_with("/sys"))).collect();
+        assert_eq!(
+            binds,
+            vec![&Action::Bind {
+                source: HostSource::Beneath { base: p("/sys/fs/cgroup/systemd"), path: p(&CG[1..]) },
+                dest: p("/sys/fs/cgroup/systemd"),
+                readonly: false,
+                fallback: None,
+            }]
+        );
+    }
+
+    #[test]
+    fn user_mounts_of_run_tmp_and_machine_id_are_respected() {
+        let mut c = podman_config();
+        for d in ["/run/", "/tmp", "/etc/machine-id"] {
+            c.mount_destinations.push(clean(Path::new(d)));
+        }
+        let plan = prestart(&c, &hybrid(), &mid()).unwrap();
+        let d = dests(&plan);
+        assert!(!d.iter().any(|a| a.contains("tmpfs on /run ") || a.contains("tmpfs on /tmp")), "{d:?}");
+        assert!(d.iter().any(|a| a.contains("tmpfs on /run/lock")), "/run/lock still gets its tmpfs: {d:?}");
+        assert!(!d.iter().any(|a| a.contains("machine-id")), "{d:?}");
+        assert_eq!(plan.skipped.len(), 4);
+    }
+
+    #[test]
+    fn tmp_size_is_half_the_memory_limit_config_first() {
+        let mut c = podman_config();
+        let mut f = hybrid();
+        f.cgroup_memory_limit = Some(1 << 30);
+        let size = |plan: &Plan| {
+            plan.actions.iter().find_map(|a| match a {
+                Action::Tmpfs { dest, options, .. } if dest == Path::new("/tmp") => Some(options.size),
+                _ => None,
+            })
+        };
+        assert_eq!(size(&prestart(&c, &f, &mid()).unwrap()), Some(Some(1 << 29)));
+        c.memory_limit = Some(1 << 28);
+        assert_eq!(size(&prestart(&c, &f, &mid()).unwrap()), Some(Some(1 << 27)));
+    }
+
+    #[test]
+    fn no_cgroup_mount_in_config_gets_a_read_only_tmpfs() {
+        let mut c = podman_config();
+        c.mount_destinations.retain(|d| d != Path::new("/sys/fs/cgroup"));
+        let plan = prestart(&c, &hybrid(), &mid()).unwrap();
+        let d = dests(&plan);
+        let tmpfs = d.iter().position(|a| a.starts_with("mount tmpfs on /sys/fs/cgroup")).unwrap();
+        let mkdir = d.iter().position(|a| a == "mkdir /sys/fs/cgroup/systemd mode 755").unwrap();
+        let bind = d.iter().position(|a| a.starts_with("bind /sys/fs/cgroup/systemd on")).unwrap();
+        let ro = d.iter().position(|a| a == "remount /sys/fs/cgroup read-only").unwrap();
+        assert!(tmpfs < mkdir && mkdir < bind && bind < ro, "{d:?}");
+    }
+
+    #[test]
+    fn readonly_image_writes_nothing_into_the_image() {
+        let mut c = podman_config();
+        c.readonly = true;
+        let plan = prestart(&c, &hybrid(), &mid()).unwrap();
+        for a in &plan.actions {
+            match a {
+                Action::WriteFile { dest, .. } => assert!(dest.starts_with("/run"), "{a}"),
+                Action::Bind { dest, fallback, .. } if dest.starts_with("/run/log") || dest.starts_with("/var") => {
+                    assert!(dest.starts_with("/run/log/journal"), "{a}");
+                    assert_eq!(fallback, &None);
+                }
+                _ => {}
+            }
+        }
+        assert!(plan.actions.contains(&Action::BindInside { src: p("/run/machine-id"), dest: p("/etc/machine-id"), readonly: true }));
+        assert!(poststop(&c, &mid()).actions.is_empty());
+    }
+
+    #[test]
+    fn unified_and_rootless_cgroups_do_not_fail() {
+        let mut f = hybrid();
+        f.layout = Layout::Unified;
+        f.cgroups = ContainerCgroups { unified: Some(p("/user.slice/x")), ..Default::default() };
+        f.systemd_mount = None;
+        let plan = prestart(&podman_config(), &f, &mid()).unwrap();
+        assert!(!plan.actions.iter().any(|a| a.to_string().contains("cgroup")));
+        // Hybrid host but a container without a name=systemd line.
+        let mut f = hybrid();
+        f.cgroups.systemd = None;
+        assert!(prestart(&podman_config(), &f, &mid()).is_ok());
+    }
+
+    #[test]
+    fn unsafe_cgroup_facts_are_errors() {
+        let mut f = hybrid();
+        f.cgroups.systemd = Some(p("/"));
+        assert_eq!(prestart(&podman_config(), &f, &mid()), Err(PlanError::CgroupIsRoot));
+        let mut f = hybrid();
+        f.systemd_mount = None;
+        assert_eq!(prestart(&podman_config(), &f, &mid()), Err(PlanError::NoSystemdHierarchy));
+    }
+
+    #[test]
+    fn poststop_empties_the_machine_id() {
+        let plan = poststop(&podman_config(), &mid());
+        assert_eq!(plan.actions, vec![Action::ClearFile { dest: p("/etc/machine-id"), expected: mid().to_string() }]);
+    }
+}

@@ -1,0 +1,141 @@
+//! One hook run: input → decision → plan → apply → exit code.
+//!
+//! Exit code policy (kept here only):
+//! - `0`: the work was done, or there was nothing to do (not a systemd
+//!   container, opted out, an explicitly named stage the hook does not
+//!   handle, a poststop whose bundle or rootfs is already gone);
+//! - `1`: an error; one line on stderr and in syslog. At prestart the
+//!   runtime then aborts the container start. At poststop the container is
+//!   already deleted by then (podman and runc run poststop after deletion),
+//!   so the error is reported but blocks nothing.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::cgroup::{self, Layout};
+use crate::config;
+use crate::decide::{Decision, decide};
+use crate::plan::{self, HOST_JOURNAL_ROOT, HostFacts};
+use crate::stage::{self, Stage, StageChoice};
+use crate::state::{self, HookState};
+use crate::{apply, log as hooklog};
+
+/// What the hook was called with besides stdin.
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    /// `argv[1]`, when given.
+    pub arg1: Option<String>,
+    /// The `stage` environment variable, when set.
+    pub env_stage: Option<String>,
+}
+
+/// Exit code for success and for "nothing to do".
+pub const EXIT_OK: u8 = 0;
+/// Exit code for any error.
+pub const EXIT_ERROR: u8 = 1;
+
+/// Runs the hook; returns the process exit code.
+pub fn run(invocation: &Invocation, stdin: impl Read) -> u8 {
+    let state = match state::read(stdin) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("{e}");
+            return EXIT_ERROR;
+        }
+    };
+    let stage = match stage::choose(invocation.env_stage.as_deref(), invocation.arg1.as_deref(), state.pid) {
+        StageChoice::Known(s) => s,
+        StageChoice::Unknown(name) => {
+            hooklog::set_context(state.short_id().to_string());
+            log::info!("stage {name:?} is not one this hook handles; nothing to do");
+            return EXIT_OK;
+        }
+    };
+    hooklog::set_context(format!("{} {stage}", state.short_id()));
+    let result = match stage {
+        Stage::Prestart => prestart(&state),
+        Stage::Poststop => poststop(&state),
+    };
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            log::error!("{e:#}");
+            EXIT_ERROR
+        }
+    }
+}
+
+fn prestart(state: &HookState) -> anyhow::Result<()> {
+    let pid = state.pid.context("the OCI state has no pid, which prestart needs")?;
+    let config = config::load_with_process(&state.bundle)?;
+    let machine_id = match decide(&config, &state.id) {
+        Decision::Skip(why) => {
+            log::info!("not a systemd container ({why}); nothing to do");
+            return Ok(());
+        }
+        Decision::Apply(m) => m,
+    };
+    let facts = host_facts(pid).context("reading host facts")?;
+    let plan = plan::prestart(&config, &facts, &machine_id)?;
+    for s in &plan.skipped {
+        log::info!("skip {s}");
+    }
+    apply::prestart(&plan, pid, &config.rootfs)?;
+    log::info!(
+        "prepared {} for systemd: {} actions, machine-id {machine_id}, cgroups {}",
+        config.rootfs.display(),
+        plan.actions.len(),
+        facts.layout
+    );
+    Ok(())
+}
+
+fn poststop(state: &HookState) -> anyhow::Result<()> {
+    let config = match config::load(&state.bundle) {
+        Ok(c) => c,
+        Err(config::ConfigError::Load { path, source }) if !path.exists() => {
+            log::info!("{} is gone ({source}); nothing to clean", path.display());
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let machine_id = match decide(&config, &state.id) {
+        Decision::Skip(why) => {
+            log::debug!("not a systemd container ({why}); nothing to do");
+            return Ok(());
+        }
+        Decision::Apply(m) => m,
+    };
+    let plan = plan::poststop(&config, &machine_id);
+    apply::poststop(&plan, &config.rootfs)?;
+    log::info!("cleaned {}", config.rootfs.display());
+    Ok(())
+}
+
+/// Reads the host facts for the container whose init is `pid`.
+///
+/// # Errors
+/// Unknown cgroup layout, or `/proc/<pid>` unreadable (the process is gone).
+pub fn host_facts(pid: i32) -> anyhow::Result<HostFacts> {
+    let layout = cgroup::detect_layout()?;
+    let cgroups = cgroup::read_container_cgroups(pid).with_context(|| format!("read /proc/{pid}/cgroup"))?;
+    let mounts = procfs::process::Process::myself()?.mountinfo()?;
+    let systemd_mount = cgroup::v1_mount_point(&mounts, "name=systemd");
+    let cgroup_memory_limit = match layout {
+        Layout::Unified => cgroup::v2_mount_point(&mounts)
+            .zip(cgroups.unified.as_ref())
+            .and_then(|(m, c)| cgroup::read_memory_limit(&m, c, "memory.max")),
+        Layout::Hybrid | Layout::Legacy => cgroup::v1_mount_point(&mounts, "memory")
+            .zip(cgroups.memory.as_ref())
+            .and_then(|(m, c)| cgroup::read_memory_limit(&m, c, "memory.limit_in_bytes")),
+    };
+    Ok(HostFacts {
+        layout,
+        cgroups,
+        systemd_mount,
+        cgroup_memory_limit,
+        journal_root: PathBuf::from(HOST_JOURNAL_ROOT),
+    })
+}
