@@ -1,0 +1,57 @@
+# oci-systemd-hook
+#   make              build the hook (release)
+#   make install      install binary + hooks.d descriptor (PREFIX, DESTDIR)
+#   make demo         set up the host, boot a systemd container with the hook
+#   make test         everything: unit, privileged and podman integration tests (root)
+
+PREFIX     ?= /usr
+LIBEXECDIR ?= $(PREFIX)/libexec/oci/hooks.d
+HOOKSDIR   ?= $(PREFIX)/share/containers/oci/hooks.d
+CARGO      ?= cargo
+BATS       ?= bats
+BIN        := target/release/oci-systemd-hook
+
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: all build install uninstall setup rootfs demo test test-unit test-privileged integration clean
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(LIBEXECDIR)/oci-systemd-hook
+	install -d $(DESTDIR)$(HOOKSDIR)
+	sed 's|/usr/libexec/oci/hooks.d/oci-systemd-hook|$(LIBEXECDIR)/oci-systemd-hook|' \
+		hooks.d/oci-systemd-hook.json > $(DESTDIR)$(HOOKSDIR)/oci-systemd-hook.json
+	chmod 0644 $(DESTDIR)$(HOOKSDIR)/oci-systemd-hook.json
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBEXECDIR)/oci-systemd-hook $(DESTDIR)$(HOOKSDIR)/oci-systemd-hook.json
+
+setup:
+	integration/setup-host.sh
+
+rootfs: setup
+	integration/build-rootfs.sh
+
+demo:
+	integration/demo.sh
+
+test: setup
+	$(MAKE) test-unit
+	$(MAKE) test-privileged
+	$(MAKE) integration
+
+test-unit:
+	$(CARGO) test --locked --lib --bins --test cli
+
+test-privileged:
+	$(CARGO) test --locked --test privileged -- --test-threads=1
+
+integration: build rootfs
+	OSH_ROOTFS=$$(integration/build-rootfs.sh) $(BATS) --timing integration/
+
+clean:
+	$(CARGO) clean

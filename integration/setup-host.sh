@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Prepares this machine for the demo and the tests, as root:
+#  - installs what is missing (podman, crun, runc, conmon, netavark, mmdebstrap,
+#    bats, util-linux tools) from the distribution's packages;
+#  - checks for a Rust toolchain new enough to build the hook;
+#  - fixes the host quirk that breaks crun on hybrid cgroup hosts
+#    (../shared/ENVIRONMENT.md): cgroup2 holding the hugetlb controller while
+#    v1 hierarchies are mounted makes crun refuse to start any container.
+# The other quirk (no CAP_SYS_RESOURCE in root's bounding set, so runtimes
+# cannot raise RLIMIT_NOFILE) is handled per container by integration/lib.bash.
+# Safe to run again: it only acts on what is missing.
+set -euo pipefail
+
+log() { printf 'setup-host: %s\n' "$*" >&2; }
+die() { printf 'setup-host: error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (the hook mounts inside containers; podman runs rootful)"
+
+# command:debian-package:fedora-package
+needs=(
+  podman:podman:podman
+  crun:crun:crun
+  runc:runc:runc
+  conmon:conmon:conmon
+  mmdebstrap:mmdebstrap:mmdebstrap
+  bats:bats:bats
+  nsenter:util-linux:util-linux
+  findmnt:util-linux:util-linux
+  journalctl:systemd:systemd
+)
+missing_deb=(); missing_rpm=()
+for n in "${needs[@]}"; do
+  IFS=: read -r cmd deb rpm <<<"$n"
+  command -v "$cmd" >/dev/null 2>&1 || { missing_deb+=("$deb"); missing_rpm+=("$rpm"); }
+done
+# netavark has no command on PATH; podman needs it (or CNI) as its network stack.
+if command -v dpkg-query >/dev/null 2>&1 && ! dpkg-query -W -f='${Status}' netavark 2>/dev/null | grep -q 'ok installed'; then
+  missing_deb+=(netavark)
+fi
+
+if [ "${#missing_deb[@]}" -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    log "installing: ${missing_deb[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >&2
+    apt-get install -y -q --no-install-recommends "${missing_deb[@]}" uidmap fuse-overlayfs iptables >&2
+  elif command -v dnf >/dev/null 2>&1; then
+    log "installing: ${missing_rpm[*]}"
+    dnf install -y "${missing_rpm[@]}" netavark >&2
+  else
+    die "no apt-get or dnf; install by hand: ${missing_deb[*]}"
+  fi
+fi
+
+# Rust: cargo >= 1.88 (sha2 0.11 and edition 2024 need it).
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  if command -v dnf >/dev/null 2>&1; then dnf install -y cargo rust >&2
+  elif command -v apt-get >/dev/null 2>&1; then apt-get install -y -q cargo >&2 || true
+  fi
+fi
+command -v cargo >/dev/null 2>&1 || die "no cargo: install Rust 1.88 or newer (https://rustup.rs)"
+ver=$(cargo --version | awk '{print $2}')
+if [ "$(printf '%s\n1.88.0\n' "$ver" | sort -V | head -1)" != 1.88.0 ]; then
+  die "cargo $ver is too old: install Rust 1.88 or newer (https://rustup.rs)"
+fi
+
+# Quirk: hybrid host whose cgroup2 holds hugetlb (crun: "cgroups in hybrid
+# mode not supported, drop all controllers from cgroupv2"). Mounting hugetlb
+# as a v1 hierarchy takes it away from cgroup2.
+if [ -f /sys/fs/cgroup/unified/cgroup.controllers ] \
+   && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers \
+   && ! findmnt -n /sys/fs/cgroup/hugetlb >/dev/null 2>&1; then
+  log "mounting the v1 hugetlb hierarchy so that crun accepts this hybrid host"
+  mkdir -p /sys/fs/cgroup/hugetlb
+  mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+fi
+log "ok"
