@@ -46,14 +46,22 @@ pub fn prestart(plan: &Plan, pid: i32, rootfs: &Path) -> anyhow::Result<()> {
     if result.is_err() {
         for dir in created.iter().rev() {
             if let Err(e) = std::fs::remove_dir(dir) {
-                log::warn!("cannot remove {} after a failed prestart: {e}", dir.display());
+                log::warn!(
+                    "cannot remove {} after a failed prestart: {e}",
+                    dir.display()
+                );
             }
         }
     }
     result
 }
 
-fn prestart_inner(plan: &Plan, pid: i32, rootfs: &Path, created: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+fn prestart_inner(
+    plan: &Plan,
+    pid: i32,
+    rootfs: &Path,
+    created: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
     // 1. Host side.
     let mut sources: Vec<Option<OwnedFd>> = Vec::with_capacity(plan.actions.len());
     for action in &plan.actions {
@@ -62,7 +70,9 @@ fn prestart_inner(plan: &Plan, pid: i32, rootfs: &Path, created: &mut Vec<PathBu
                 create_host_dir(path, *mode, created).with_context(|| action.to_string())?;
                 None
             }
-            Action::Bind { source, .. } => Some(open_host_source(source).with_context(|| action.to_string())?),
+            Action::Bind { source, .. } => {
+                Some(open_host_source(source).with_context(|| action.to_string())?)
+            }
             _ => None,
         });
     }
@@ -97,7 +107,9 @@ pub fn poststop(plan: &Plan, rootfs: &Path) -> anyhow::Result<()> {
     };
     for action in &plan.actions {
         match action {
-            Action::ClearFile { dest, expected } => clear_file(&root, dest, expected).with_context(|| action.to_string())?,
+            Action::ClearFile { dest, expected } => {
+                clear_file(&root, dest, expected).with_context(|| action.to_string())?
+            }
             other => bail!("{other}: not a poststop action"),
         }
     }
@@ -130,7 +142,9 @@ fn create_host_dir(path: &Path, mode: u32, created: &mut Vec<PathBuf>) -> anyhow
 
 fn open_host_source(source: &HostSource) -> anyhow::Result<OwnedFd> {
     match source {
-        HostSource::Path(p) => Ok(mounts::clone_path(p).with_context(|| format!("open_tree {}", p.display()))?),
+        HostSource::Path(p) => {
+            Ok(mounts::clone_path(p).with_context(|| format!("open_tree {}", p.display()))?)
+        }
         HostSource::Beneath { base, path } => {
             let root = Root::open(base)?;
             let handle = root.resolve(path)?;
@@ -140,7 +154,9 @@ fn open_host_source(source: &HostSource) -> anyhow::Result<OwnedFd> {
 }
 
 fn join_mount_namespace(pid: i32) -> anyhow::Result<()> {
-    let ours = std::fs::metadata("/proc/self/ns/mnt").context("stat /proc/self/ns/mnt")?.ino();
+    let ours = std::fs::metadata("/proc/self/ns/mnt")
+        .context("stat /proc/self/ns/mnt")?
+        .ino();
     let theirs = std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
         .with_context(|| format!("the container process {pid} is gone"))?
         .ino();
@@ -150,27 +166,43 @@ fn join_mount_namespace(pid: i32) -> anyhow::Result<()> {
     let pid_t = rustix::process::Pid::from_raw(pid).context("invalid pid")?;
     let pidfd = rustix::process::pidfd_open(pid_t, rustix::process::PidfdFlags::empty())
         .with_context(|| format!("pidfd_open {pid}"))?;
-    rustix::thread::move_into_thread_name_spaces(pidfd.as_fd(), rustix::thread::ThreadNameSpaceType::MOUNT)
-        .with_context(|| format!("setns into the mount namespace of {pid}"))?;
+    rustix::thread::move_into_thread_name_spaces(
+        pidfd.as_fd(),
+        rustix::thread::ThreadNameSpaceType::MOUNT,
+    )
+    .with_context(|| format!("setns into the mount namespace of {pid}"))?;
     Ok(())
 }
 
 fn run_in_rootfs(root: &Root, action: &Action, source: Option<OwnedFd>) -> anyhow::Result<()> {
     match action {
         Action::HostDir { .. } => Ok(()),
-        Action::Tmpfs { dest, options, copy_up } => tmpfs(root, dest, options, *copy_up),
+        Action::Tmpfs {
+            dest,
+            options,
+            copy_up,
+        } => tmpfs(root, dest, options, *copy_up),
         Action::Mkdir { dest, mode } => {
             root.mkdir_all(dest, &Permissions::from_mode(*mode))?;
             Ok(())
         }
-        Action::Bind { dest, readonly, fallback, .. } => {
+        Action::Bind {
+            dest,
+            readonly,
+            fallback,
+            ..
+        } => {
             let source = source.context("no host source opened")?;
             let dir = mounts::is_dir(source.as_fd())?;
             let target = match mount_point(root, dest, dir) {
                 Ok(t) => t,
                 Err(e) => match fallback {
                     Some(fb) => {
-                        log::info!("cannot use {} ({e:#}); using {}", dest.display(), fb.display());
+                        log::info!(
+                            "cannot use {} ({e:#}); using {}",
+                            dest.display(),
+                            fb.display()
+                        );
                         mount_point(root, fb, dir)?
                     }
                     None => return Err(e),
@@ -180,7 +212,11 @@ fn run_in_rootfs(root: &Root, action: &Action, source: Option<OwnedFd>) -> anyho
             mounts::set_flags(source.as_fd(), *readonly)?;
             Ok(())
         }
-        Action::BindInside { src, dest, readonly } => {
+        Action::BindInside {
+            src,
+            dest,
+            readonly,
+        } => {
             let handle = root.resolve(src)?;
             let source = mounts::clone_of(handle.as_fd())?;
             let target = mount_point(root, dest, mounts::is_dir(source.as_fd())?)?;
@@ -193,7 +229,11 @@ fn run_in_rootfs(root: &Root, action: &Action, source: Option<OwnedFd>) -> anyho
             mounts::set_flags(handle.as_fd(), true)?;
             Ok(())
         }
-        Action::WriteFile { dest, contents, mode } => write_file(root, dest, contents.as_bytes(), *mode),
+        Action::WriteFile {
+            dest,
+            contents,
+            mode,
+        } => write_file(root, dest, contents.as_bytes(), *mode),
         Action::ClearFile { .. } => bail!("not a prestart action"),
     }
 }
@@ -210,7 +250,11 @@ fn mount_point(root: &Root, dest: &Path, dir: bool) -> anyhow::Result<Handle> {
             if let Some(parent) = dest.parent() {
                 root.mkdir_all(parent, &Permissions::from_mode(0o755))?;
             }
-            root.create_file(dest, OpenFlags::O_WRONLY | OpenFlags::O_EXCL, &Permissions::from_mode(0o644))?;
+            root.create_file(
+                dest,
+                OpenFlags::O_WRONLY | OpenFlags::O_EXCL,
+                &Permissions::from_mode(0o644),
+            )?;
             Ok(root.resolve(dest)?)
         }
         Err(e) => Err(e.into()),
@@ -226,7 +270,8 @@ fn tmpfs(root: &Root, dest: &Path, options: &TmpfsOptions, copy_up: bool) -> any
     let table = procfs::process::Process::myself()?.mountinfo()?;
     let mut keep = Vec::new();
     for rel in mounts::top_submounts(&table.0, &real) {
-        let fd = mounts::open_beneath(target.as_fd(), &rel).with_context(|| format!("open mount {}", real.join(&rel).display()))?;
+        let fd = mounts::open_beneath(target.as_fd(), &rel)
+            .with_context(|| format!("open mount {}", real.join(&rel).display()))?;
         let dir = mounts::is_dir(fd.as_fd())?;
         keep.push((rel, fd, dir));
     }
@@ -237,19 +282,23 @@ fn tmpfs(root: &Root, dest: &Path, options: &TmpfsOptions, copy_up: bool) -> any
         let dst = rustix::fs::openat(
             &mnt,
             ".",
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )?;
         let stats = copyup::copy_tree(src.as_fd(), dst.as_fd(), &copyup::DEFAULT_LIMITS)?;
         log::debug!("tmpcopyup {}: {stats:?}", dest.display());
     }
     for (rel, _, dir) in &keep {
-        mounts::make_mount_point(mnt.as_fd(), rel, *dir).with_context(|| format!("mount point {}", rel.display()))?;
+        mounts::make_mount_point(mnt.as_fd(), rel, *dir)
+            .with_context(|| format!("mount point {}", rel.display()))?;
     }
     mounts::attach(mnt.as_fd(), target.as_fd()).context("attach tmpfs")?;
     for (rel, fd, _) in keep {
         let to = mounts::open_beneath(mnt.as_fd(), &rel)?;
-        mounts::attach(fd.as_fd(), to.as_fd()).with_context(|| format!("move mount {} into the tmpfs", rel.display()))?;
+        mounts::attach(fd.as_fd(), to.as_fd())
+            .with_context(|| format!("move mount {} into the tmpfs", rel.display()))?;
     }
     Ok(())
 }
@@ -273,7 +322,11 @@ fn write_file(root: &Root, dest: &Path, contents: &[u8], mode: u32) -> anyhow::R
             if let Some(parent) = dest.parent() {
                 root.mkdir_all(parent, &Permissions::from_mode(0o755))?;
             }
-            root.create_file(dest, OpenFlags::O_WRONLY | OpenFlags::O_EXCL, &Permissions::from_mode(mode))?
+            root.create_file(
+                dest,
+                OpenFlags::O_WRONLY | OpenFlags::O_EXCL,
+                &Permissions::from_mode(mode),
+            )?
         }
         Err(e) => return Err(e.into()),
     };
@@ -289,7 +342,10 @@ fn clear_file(root: &Root, dest: &Path, expected: &str) -> anyhow::Result<()> {
     };
     regular_file(&handle)?;
     let mut contents = String::new();
-    handle.reopen(OpenFlags::O_RDONLY)?.take(128).read_to_string(&mut contents)?;
+    handle
+        .reopen(OpenFlags::O_RDONLY)?
+        .take(128)
+        .read_to_string(&mut contents)?;
     if contents.trim() == expected {
         handle.reopen(OpenFlags::O_WRONLY | OpenFlags::O_TRUNC)?;
         log::debug!("emptied {}", dest.display());

@@ -49,13 +49,11 @@ fn fs_type(path: &Path) -> io::Result<i64> {
 pub fn detect_layout() -> io::Result<Layout> {
     let root = Path::new(CGROUP_ROOT);
     match fs_type(root)? {
-        t if t == libc::CGROUP2_SUPER_MAGIC as i64 => Ok(Layout::Unified),
-        t if t == libc::TMPFS_MAGIC as i64 => {
-            match fs_type(&root.join("unified")) {
-                Ok(t) if t == libc::CGROUP2_SUPER_MAGIC as i64 => Ok(Layout::Hybrid),
-                _ => Ok(Layout::Legacy),
-            }
-        }
+        t if t == libc::CGROUP2_SUPER_MAGIC => Ok(Layout::Unified),
+        t if t == libc::TMPFS_MAGIC => match fs_type(&root.join("unified")) {
+            Ok(t) if t == libc::CGROUP2_SUPER_MAGIC => Ok(Layout::Hybrid),
+            _ => Ok(Layout::Legacy),
+        },
         t => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{CGROUP_ROOT} has unknown file system type {t:#x}"),
@@ -77,7 +75,9 @@ pub struct ContainerCgroups {
 }
 
 /// Picks the paths the hook needs out of `/proc/<pid>/cgroup` entries.
-pub fn container_cgroups<'a>(entries: impl IntoIterator<Item = &'a ProcessCGroup>) -> ContainerCgroups {
+pub fn container_cgroups<'a>(
+    entries: impl IntoIterator<Item = &'a ProcessCGroup>,
+) -> ContainerCgroups {
     let mut out = ContainerCgroups::default();
     for e in entries {
         let path = Some(PathBuf::from(&e.pathname));
@@ -104,7 +104,10 @@ pub fn read_container_cgroups(pid: i32) -> procfs::ProcResult<ContainerCgroups> 
 /// The mount point of the v1 hierarchy that carries `controller` (`memory`,
 /// or `name=systemd` for systemd's named hierarchy) in a mount table whose
 /// mount root is the hierarchy's root.
-pub fn v1_mount_point<'a>(mounts: impl IntoIterator<Item = &'a MountInfo>, controller: &str) -> Option<PathBuf> {
+pub fn v1_mount_point<'a>(
+    mounts: impl IntoIterator<Item = &'a MountInfo>,
+    controller: &str,
+) -> Option<PathBuf> {
     let (key, value) = match controller.split_once('=') {
         Some((k, v)) => (k, Some(v)),
         None => (controller, None),
@@ -114,7 +117,9 @@ pub fn v1_mount_point<'a>(mounts: impl IntoIterator<Item = &'a MountInfo>, contr
         .find(|m| {
             m.fs_type == "cgroup"
                 && m.root == "/"
-                && m.super_options.get(key).is_some_and(|v| v.as_deref() == value)
+                && m.super_options
+                    .get(key)
+                    .is_some_and(|v| v.as_deref() == value)
         })
         .map(|m| m.mount_point.clone())
 }
@@ -135,7 +140,9 @@ pub fn parse_memory_limit(contents: &str) -> Option<u64> {
     if v == "max" {
         return None;
     }
-    v.parse::<u64>().ok().filter(|b| *b > 0 && *b < (1u64 << 62))
+    v.parse::<u64>()
+        .ok()
+        .filter(|b| *b > 0 && *b < (1u64 << 62))
 }
 
 /// Reads the container's memory limit from its cgroup: the v1 memory
@@ -160,7 +167,10 @@ mod tests {
     use super::*;
     use procfs::{FromBufRead, ProcessCGroups};
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/proc-cgroup");
+    const FIXTURES: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/proc-cgroup"
+    );
     const CG: &str = "4f3c2a1b9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b";
 
     fn fixture(name: &str) -> ContainerCgroups {
@@ -182,14 +192,21 @@ mod tests {
     fn unified_fixtures_have_no_v1_paths() {
         let c = fixture("unified-v2-systemd-host.txt");
         assert_eq!(c.systemd, None);
-        assert_eq!(c.unified, Some(PathBuf::from(format!("/machine.slice/libpod-{CG}.scope/container"))));
+        assert_eq!(
+            c.unified,
+            Some(PathBuf::from(format!(
+                "/machine.slice/libpod-{CG}.scope/container"
+            )))
+        );
         let c = fixture("unified-v2-rootless.txt");
         assert_eq!(c.systemd, None);
         assert!(c.unified.unwrap().starts_with("/user.slice"));
     }
 
     fn mounts(text: &str) -> Vec<MountInfo> {
-        text.lines().map(|l| MountInfo::from_line(l).unwrap()).collect()
+        text.lines()
+            .map(|l| MountInfo::from_line(l).unwrap())
+            .collect()
     }
 
     #[test]
@@ -201,10 +218,19 @@ mod tests {
              37 30 0:33 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
              38 30 0:34 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate\n",
         );
-        assert_eq!(v1_mount_point(&m, "name=systemd"), Some(PathBuf::from("/sys/fs/cgroup/systemd")));
-        assert_eq!(v1_mount_point(&m, "memory"), Some(PathBuf::from("/sys/fs/cgroup/memory")));
+        assert_eq!(
+            v1_mount_point(&m, "name=systemd"),
+            Some(PathBuf::from("/sys/fs/cgroup/systemd"))
+        );
+        assert_eq!(
+            v1_mount_point(&m, "memory"),
+            Some(PathBuf::from("/sys/fs/cgroup/memory"))
+        );
         assert_eq!(v1_mount_point(&m, "pids"), None);
-        assert_eq!(v2_mount_point(&m), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            v2_mount_point(&m),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
     }
 
     #[test]

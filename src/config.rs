@@ -11,7 +11,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 /// Why `config.json` cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot load {path}: {source}")]
+    #[error("cannot load {path}")]
     Load {
         path: PathBuf,
         source: oci_spec::OciSpecError,
@@ -49,7 +49,7 @@ impl ContainerConfig {
     /// `/run/` is `/run`, `/runner` is not `/run`).
     pub fn mounts(&self, dest: &Path) -> bool {
         let dest = clean(dest);
-        self.mount_destinations.iter().any(|d| *d == dest)
+        self.mount_destinations.contains(&dest)
     }
 
     /// The value of `KEY` in `process.env` (first occurrence).
@@ -154,7 +154,10 @@ mod tests {
     #[test]
     fn clean_paths() {
         assert_eq!(clean(Path::new("/run/")), PathBuf::from("/run"));
-        assert_eq!(clean(Path::new("//run//lock/.")), PathBuf::from("/run/lock"));
+        assert_eq!(
+            clean(Path::new("//run//lock/.")),
+            PathBuf::from("/run/lock")
+        );
         assert_eq!(clean(Path::new("/tmp/../run")), PathBuf::from("/run"));
         assert_eq!(clean(Path::new("/../../run")), PathBuf::from("/run"));
         assert_eq!(clean(Path::new("run")), PathBuf::from("/run"));
@@ -173,7 +176,9 @@ mod tests {
 
     #[test]
     fn relative_root_is_joined_to_bundle() {
-        let s = spec(r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","user":{"uid":0,"gid":0},"args":["/sbin/init"]}}"#);
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","user":{"uid":0,"gid":0},"args":["/sbin/init"]}}"#,
+        );
         let c = from_spec(&s, Path::new("/srv/b")).unwrap();
         assert_eq!(c.rootfs, PathBuf::from("/srv/b/rootfs"));
         assert_eq!(c.args, vec!["/sbin/init".to_string()]);
@@ -206,7 +211,9 @@ mod tests {
     fn no_root_is_none_and_negative_limit_is_no_limit() {
         let s = spec(r#"{"ociVersion":"1.0.2"}"#);
         assert!(from_spec(&s, Path::new("/b")).is_none());
-        let s = spec(r#"{"ociVersion":"1.0.2","root":{"path":"r"},"linux":{"resources":{"memory":{"limit":-1}}}}"#);
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"r"},"linux":{"resources":{"memory":{"limit":-1}}}}"#,
+        );
         assert_eq!(from_spec(&s, Path::new("/b")).unwrap().memory_limit, None);
     }
 }

@@ -19,11 +19,11 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{
-    AtFlags, Dir, FileType, Gid, Mode, OFlags, StatxFlags, Uid, fchmod, fchown, fstat, mkdirat, openat, readlinkat,
-    statx, symlinkat,
-};
 use rustix::fs::chownat;
+use rustix::fs::{
+    AtFlags, Dir, FileType, Gid, Mode, OFlags, StatxFlags, Uid, fchmod, fchown, fstat, mkdirat,
+    openat, readlinkat, statx, symlinkat,
+};
 
 /// Bounds on one copy-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,11 @@ pub struct Limits {
 
 /// The bounds the hook uses: 10 000 entries, 32 MiB, depth 32. A /run or /tmp
 /// in an image is normally empty or a few small files.
-pub const DEFAULT_LIMITS: Limits = Limits { max_entries: 10_000, max_bytes: 32 * 1024 * 1024, max_depth: 32 };
+pub const DEFAULT_LIMITS: Limits = Limits {
+    max_entries: 10_000,
+    max_bytes: 32 * 1024 * 1024,
+    max_depth: 32,
+};
 
 /// What one copy-up did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,12 +62,15 @@ pub struct Stats {
 pub enum CopyError {
     #[error("copy-up exceeds its bound of {0}")]
     Bound(String),
-    #[error("copy-up of {name:?}: {source}")]
+    #[error("copy-up of {name:?}")]
     Io { name: String, source: io::Error },
 }
 
 fn io_err(name: &std::ffi::OsStr, source: impl Into<io::Error>) -> CopyError {
-    CopyError::Io { name: name.to_string_lossy().into_owned(), source: source.into() }
+    CopyError::Io {
+        name: name.to_string_lossy().into_owned(),
+        source: source.into(),
+    }
 }
 
 /// Copies the content of directory `src` into directory `dst` (both opened
@@ -72,7 +79,11 @@ fn io_err(name: &std::ffi::OsStr, source: impl Into<io::Error>) -> CopyError {
 /// # Errors
 /// [`CopyError::Bound`] when a [`Limits`] bound is passed, [`CopyError::Io`]
 /// for any failing system call (with the entry's name).
-pub fn copy_tree(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, limits: &Limits) -> Result<Stats, CopyError> {
+pub fn copy_tree(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    limits: &Limits,
+) -> Result<Stats, CopyError> {
     let mnt_id = statx(src, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
         .map_err(|e| io_err("".as_ref(), e))?
         .stx_mnt_id;
@@ -81,9 +92,19 @@ pub fn copy_tree(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, limits: &Limits) -> R
     Ok(stats)
 }
 
-fn copy_dir(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, mnt_id: u64, limits: &Limits, depth: u32, stats: &mut Stats) -> Result<(), CopyError> {
+fn copy_dir(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    mnt_id: u64,
+    limits: &Limits,
+    depth: u32,
+    stats: &mut Stats,
+) -> Result<(), CopyError> {
     if depth > limits.max_depth {
-        return Err(CopyError::Bound(format!("{} directory levels", limits.max_depth)));
+        return Err(CopyError::Bound(format!(
+            "{} directory levels",
+            limits.max_depth
+        )));
     }
     let dir = Dir::read_from(src).map_err(|e| io_err("".as_ref(), e))?;
     for entry in dir {
@@ -93,16 +114,27 @@ fn copy_dir(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, mnt_id: u64, limits: &Limi
             continue;
         }
         let os_name: &std::ffi::OsStr = std::os::unix::ffi::OsStrExt::from_bytes(name.to_bytes());
-        let st = statx(src, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS | StatxFlags::MNT_ID)
-            .map_err(|e| io_err(os_name, e))?;
+        let st = statx(
+            src,
+            name,
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
+        )
+        .map_err(|e| io_err(os_name, e))?;
         if st.stx_mnt_id != mnt_id {
             stats.skipped_mounts += 1;
             continue;
         }
         let mode = Mode::from_raw_mode(u32::from(st.stx_mode) & 0o7777);
-        let (uid, gid) = (Some(Uid::from_raw(st.stx_uid)), Some(Gid::from_raw(st.stx_gid)));
+        let (uid, gid) = (
+            Some(Uid::from_raw(st.stx_uid)),
+            Some(Gid::from_raw(st.stx_gid)),
+        );
         let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
-        if !matches!(ftype, FileType::Directory | FileType::RegularFile | FileType::Symlink) {
+        if !matches!(
+            ftype,
+            FileType::Directory | FileType::RegularFile | FileType::Symlink
+        ) {
             log::debug!("copy-up skips {os_name:?}: {ftype:?}");
             stats.skipped_special += 1;
             continue;
@@ -114,31 +146,46 @@ fn copy_dir(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, mnt_id: u64, limits: &Limi
         match ftype {
             FileType::Directory => {
                 mkdirat(dst, name, Mode::from_raw_mode(0o700)).map_err(|e| io_err(os_name, e))?;
-                let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                let s = openat(src, name, dir_flags, Mode::empty()).map_err(|e| io_err(os_name, e))?;
-                let d = openat(dst, name, dir_flags, Mode::empty()).map_err(|e| io_err(os_name, e))?;
+                let dir_flags =
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let s =
+                    openat(src, name, dir_flags, Mode::empty()).map_err(|e| io_err(os_name, e))?;
+                let d =
+                    openat(dst, name, dir_flags, Mode::empty()).map_err(|e| io_err(os_name, e))?;
                 copy_dir(s.as_fd(), d.as_fd(), mnt_id, limits, depth + 1, stats)?;
                 fchown(&d, uid, gid).map_err(|e| io_err(os_name, e))?;
                 fchmod(&d, mode).map_err(|e| io_err(os_name, e))?;
             }
             FileType::RegularFile => {
-                let s = openat(src, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| io_err(os_name, e))?;
+                let s = openat(
+                    src,
+                    name,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| io_err(os_name, e))?;
                 // The entry could have been swapped since statx: check again on the open fd.
-                if FileType::from_raw_mode(fstat(&s).map_err(|e| io_err(os_name, e))?.st_mode) != FileType::RegularFile {
+                if FileType::from_raw_mode(fstat(&s).map_err(|e| io_err(os_name, e))?.st_mode)
+                    != FileType::RegularFile
+                {
                     stats.skipped_special += 1;
                     continue;
                 }
                 let d: OwnedFd = openat(
                     dst,
                     name,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(|e| io_err(os_name, e))?;
                 let left = limits.max_bytes - stats.bytes;
                 let mut out = File::from(d);
-                let n = io::copy(&mut File::from(s).take(left + 1), &mut out).map_err(|e| io_err(os_name, e))?;
+                let n = io::copy(&mut File::from(s).take(left + 1), &mut out)
+                    .map_err(|e| io_err(os_name, e))?;
                 if n > left {
                     return Err(CopyError::Bound(format!("{} bytes", limits.max_bytes)));
                 }
@@ -149,7 +196,8 @@ fn copy_dir(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, mnt_id: u64, limits: &Limi
             FileType::Symlink => {
                 let target = readlinkat(src, name, Vec::new()).map_err(|e| io_err(os_name, e))?;
                 symlinkat(target.as_c_str(), dst, name).map_err(|e| io_err(os_name, e))?;
-                chownat(dst, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io_err(os_name, e))?;
+                chownat(dst, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| io_err(os_name, e))?;
             }
             _ => unreachable!("filtered above"),
         }
@@ -163,7 +211,13 @@ mod tests {
     use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
     fn open_dir(p: &std::path::Path) -> OwnedFd {
-        openat(rustix::fs::CWD, p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap()
+        openat(
+            rustix::fs::CWD,
+            p,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -173,20 +227,50 @@ mod tests {
         std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
         std::fs::create_dir(&dst).unwrap();
         std::fs::write(src.join("a.txt"), b"hello").unwrap();
-        std::fs::set_permissions(src.join("a.txt"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::set_permissions(src.join("a.txt"), std::fs::Permissions::from_mode(0o640))
+            .unwrap();
         std::fs::set_permissions(src.join("sub"), std::fs::Permissions::from_mode(0o1777)).unwrap();
         std::fs::write(src.join("sub/deeper/b"), b"x").unwrap();
         symlink("/etc/passwd", src.join("escape")).unwrap();
-        rustix::fs::mknodat(rustix::fs::CWD, &src.join("fifo"), FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            src.join("fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
 
-        let stats = copy_tree(open_dir(&src).as_fd(), open_dir(&dst).as_fd(), &DEFAULT_LIMITS).unwrap();
+        let stats = copy_tree(
+            open_dir(&src).as_fd(),
+            open_dir(&dst).as_fd(),
+            &DEFAULT_LIMITS,
+        )
+        .unwrap();
         assert_eq!(std::fs::read(dst.join("a.txt")).unwrap(), b"hello");
-        assert_eq!(std::fs::metadata(dst.join("a.txt")).unwrap().mode() & 0o7777, 0o640);
-        assert_eq!(std::fs::metadata(dst.join("sub")).unwrap().mode() & 0o7777, 0o1777);
+        assert_eq!(
+            std::fs::metadata(dst.join("a.txt")).unwrap().mode() & 0o7777,
+            0o640
+        );
+        assert_eq!(
+            std::fs::metadata(dst.join("sub")).unwrap().mode() & 0o7777,
+            0o1777
+        );
         assert_eq!(std::fs::read(dst.join("sub/deeper/b")).unwrap(), b"x");
-        assert_eq!(std::fs::read_link(dst.join("escape")).unwrap(), std::path::Path::new("/etc/passwd"));
+        assert_eq!(
+            std::fs::read_link(dst.join("escape")).unwrap(),
+            std::path::Path::new("/etc/passwd")
+        );
         assert!(!dst.join("fifo").exists());
-        assert_eq!(stats, Stats { entries: 5, bytes: 6, skipped_special: 1, skipped_mounts: 0 });
+        assert_eq!(
+            stats,
+            Stats {
+                entries: 5,
+                bytes: 6,
+                skipped_special: 1,
+                skipped_mounts: 0
+            }
+        );
     }
 
     #[test]
@@ -196,19 +280,37 @@ mod tests {
         std::fs::create_dir_all(&src).unwrap();
         std::fs::create_dir(&dst).unwrap();
         std::fs::write(src.join("big"), vec![0u8; 100]).unwrap();
-        let tight = Limits { max_bytes: 99, ..DEFAULT_LIMITS };
-        assert!(matches!(copy_tree(open_dir(&src).as_fd(), open_dir(&dst).as_fd(), &tight), Err(CopyError::Bound(_))));
+        let tight = Limits {
+            max_bytes: 99,
+            ..DEFAULT_LIMITS
+        };
+        assert!(matches!(
+            copy_tree(open_dir(&src).as_fd(), open_dir(&dst).as_fd(), &tight),
+            Err(CopyError::Bound(_))
+        ));
 
         let dst2 = t.path().join("dst2");
         std::fs::create_dir(&dst2).unwrap();
-        let few = Limits { max_entries: 0, ..DEFAULT_LIMITS };
-        assert!(matches!(copy_tree(open_dir(&src).as_fd(), open_dir(&dst2).as_fd(), &few), Err(CopyError::Bound(_))));
+        let few = Limits {
+            max_entries: 0,
+            ..DEFAULT_LIMITS
+        };
+        assert!(matches!(
+            copy_tree(open_dir(&src).as_fd(), open_dir(&dst2).as_fd(), &few),
+            Err(CopyError::Bound(_))
+        ));
 
         let deep = t.path().join("deep");
         std::fs::create_dir_all(deep.join("a/b/c")).unwrap();
         let dst3 = t.path().join("dst3");
         std::fs::create_dir(&dst3).unwrap();
-        let shallow = Limits { max_depth: 1, ..DEFAULT_LIMITS };
-        assert!(matches!(copy_tree(open_dir(&deep).as_fd(), open_dir(&dst3).as_fd(), &shallow), Err(CopyError::Bound(_))));
+        let shallow = Limits {
+            max_depth: 1,
+            ..DEFAULT_LIMITS
+        };
+        assert!(matches!(
+            copy_tree(open_dir(&deep).as_fd(), open_dir(&dst3).as_fd(), &shallow),
+            Err(CopyError::Bound(_))
+        ));
     }
 }

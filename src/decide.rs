@@ -79,7 +79,10 @@ pub fn decide(config: &ContainerConfig, id: &str) -> Decision {
     {
         return Decision::Skip(Skip::OptedOut);
     }
-    Decision::Apply(MachineId::for_container(config.env_value("container_uuid"), id))
+    Decision::Apply(MachineId::for_container(
+        config.env_value("container_uuid"),
+        id,
+    ))
 }
 
 #[cfg(test)]
@@ -98,8 +101,22 @@ mod tests {
 
     #[test]
     fn systemd_inits_apply() {
-        for a in ["/sbin/init", "/usr/sbin/init", "/usr/local/sbin/init", "/lib/systemd/systemd", "/usr/lib/systemd/systemd", "init", "systemd"] {
-            assert!(matches!(decide(&cfg(&[a, "--log-level=debug"], &[]), ID), Decision::Apply(_)), "{a}");
+        for a in [
+            "/sbin/init",
+            "/usr/sbin/init",
+            "/usr/local/sbin/init",
+            "/lib/systemd/systemd",
+            "/usr/lib/systemd/systemd",
+            "init",
+            "systemd",
+        ] {
+            assert!(
+                matches!(
+                    decide(&cfg(&[a, "--log-level=debug"], &[]), ID),
+                    Decision::Apply(_)
+                ),
+                "{a}"
+            );
         }
     }
 
@@ -107,9 +124,24 @@ mod tests {
     fn others_are_skipped() {
         assert_eq!(decide(&cfg(&[], &[]), ID), Decision::Skip(Skip::NoArgs));
         assert_eq!(decide(&cfg(&[""], &[]), ID), Decision::Skip(Skip::NoArgs));
-        assert_eq!(decide(&cfg(&["/dev/init", "--", "/sbin/init"], &[]), ID), Decision::Skip(Skip::InitShim));
-        for a in ["sleep", "/bin/sh", "/sbin/initctl", "/usr/bin/systemd-nspawn", "/bin/systemctl"] {
-            assert!(matches!(decide(&cfg(&[a], &[]), ID), Decision::Skip(Skip::NotSystemd(_))), "{a}");
+        assert_eq!(
+            decide(&cfg(&["/dev/init", "--", "/sbin/init"], &[]), ID),
+            Decision::Skip(Skip::InitShim)
+        );
+        for a in [
+            "sleep",
+            "/bin/sh",
+            "/sbin/initctl",
+            "/usr/bin/systemd-nspawn",
+            "/bin/systemctl",
+        ] {
+            assert!(
+                matches!(
+                    decide(&cfg(&[a], &[]), ID),
+                    Decision::Skip(Skip::NotSystemd(_))
+                ),
+                "{a}"
+            );
         }
     }
 
@@ -123,16 +155,38 @@ mod tests {
 
     #[test]
     fn opt_out_is_case_insensitive_whole_value() {
-        assert_eq!(decide(&cfg(&["/sbin/init"], &["oci-systemd-hook=DISABLED"]), ID), Decision::Skip(Skip::OptedOut));
-        assert!(matches!(decide(&cfg(&["/sbin/init"], &["oci-systemd-hook=disabled-not"]), ID), Decision::Apply(_)));
-        assert!(matches!(decide(&cfg(&["/sbin/init"], &["OCI-SYSTEMD-HOOK=disabled"]), ID), Decision::Apply(_)));
+        assert_eq!(
+            decide(&cfg(&["/sbin/init"], &["oci-systemd-hook=DISABLED"]), ID),
+            Decision::Skip(Skip::OptedOut)
+        );
+        assert!(matches!(
+            decide(
+                &cfg(&["/sbin/init"], &["oci-systemd-hook=disabled-not"]),
+                ID
+            ),
+            Decision::Apply(_)
+        ));
+        assert!(matches!(
+            decide(&cfg(&["/sbin/init"], &["OCI-SYSTEMD-HOOK=disabled"]), ID),
+            Decision::Apply(_)
+        ));
     }
 
     #[test]
     fn machine_id_comes_from_container_uuid_then_id() {
-        let Decision::Apply(m) = decide(&cfg(&["/sbin/init"], &["container_uuid=0af5a1c2-5d3b-4f6e-9a7b-1c2d3e4f5a6b"]), ID) else { panic!() };
+        let Decision::Apply(m) = decide(
+            &cfg(
+                &["/sbin/init"],
+                &["container_uuid=0af5a1c2-5d3b-4f6e-9a7b-1c2d3e4f5a6b"],
+            ),
+            ID,
+        ) else {
+            panic!()
+        };
         assert_eq!(m.as_str(), "0af5a1c25d3b4f6e9a7b1c2d3e4f5a6b");
-        let Decision::Apply(m) = decide(&cfg(&["/sbin/init"], &[]), ID) else { panic!() };
+        let Decision::Apply(m) = decide(&cfg(&["/sbin/init"], &[]), ID) else {
+            panic!()
+        };
         assert_eq!(m.as_str(), &ID[..32]);
     }
 }

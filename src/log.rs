@@ -20,7 +20,10 @@ struct HookLogger {
     context: Mutex<String>,
 }
 
-static LOGGER: HookLogger = HookLogger { syslog: Mutex::new(None), context: Mutex::new(String::new()) };
+static LOGGER: HookLogger = HookLogger {
+    syslog: Mutex::new(None),
+    context: Mutex::new(String::new()),
+};
 
 /// Parses a level name; `None` for an unknown one.
 pub fn parse_level(s: &str) -> Option<LevelFilter> {
@@ -35,7 +38,10 @@ pub fn parse_level(s: &str) -> Option<LevelFilter> {
 
 /// Installs the logger once; later calls do nothing.
 pub fn init() {
-    let level = std::env::var(LEVEL_ENV).ok().and_then(|s| parse_level(&s)).unwrap_or(LevelFilter::Info);
+    let level = std::env::var(LEVEL_ENV)
+        .ok()
+        .and_then(|s| parse_level(&s))
+        .unwrap_or(LevelFilter::Info);
     let formatter = Formatter3164 {
         facility: Facility::LOG_DAEMON,
         hostname: None,
@@ -74,15 +80,15 @@ impl Log for HookLogger {
         };
         let level = record.level().as_str().to_ascii_lowercase();
         let _ = writeln!(std::io::stderr(), "oci-systemd-hook: {level}: {line}");
-        if let Ok(mut slot) = self.syslog.lock() {
-            if let Some(s) = slot.as_mut() {
-                let _ = match record.level() {
-                    Level::Error => s.err(&line),
-                    Level::Warn => s.warning(&line),
-                    Level::Info => s.info(&line),
-                    Level::Debug | Level::Trace => s.debug(&line),
-                };
-            }
+        if let Ok(mut slot) = self.syslog.lock()
+            && let Some(s) = slot.as_mut()
+        {
+            let _ = match record.level() {
+                Level::Error => s.err(&line),
+                Level::Warn => s.warning(&line),
+                Level::Info => s.info(&line),
+                Level::Debug | Level::Trace => s.debug(&line),
+            };
         }
     }
 

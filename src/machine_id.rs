@@ -102,9 +102,17 @@ mod tests {
 
     #[test]
     fn path_characters_and_all_zero_never_pass_through() {
-        for id in ["../../etc/passwd/../../../../../../../../..", "0000000000000000000000000000000000", "/"] {
+        for id in [
+            "../../etc/passwd/../../../../../../../../..",
+            "0000000000000000000000000000000000",
+            "/",
+        ] {
             let m = MachineId::for_container(None, id);
-            assert!(m.as_str().bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert!(
+                m.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
             assert_ne!(m.as_str(), "00000000000000000000000000000000");
         }
         // Multi-byte characters at the cut must not panic.

@@ -14,7 +14,9 @@ The stage comes from $stage, else the argument, else the state (a pid means
 prestart). Log level: OCI_SYSTEMD_HOOK_LOG=error|warn|info|debug.";
 
 fn main() -> ExitCode {
-    let arg1 = std::env::args_os().nth(1).map(|a| a.to_string_lossy().into_owned());
+    let arg1 = std::env::args_os()
+        .nth(1)
+        .map(|a| a.to_string_lossy().into_owned());
     match arg1.as_deref() {
         Some("--help" | "-h") => {
             println!("{USAGE}");

@@ -11,10 +11,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use procfs::process::MountInfo;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags, mkdirat, openat2, statx};
+use rustix::fs::{
+    AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags, mkdirat, openat2, statx,
+};
 use rustix::mount::{
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, OpenTreeFlags, fsconfig_create,
-    fsconfig_set_string, fsmount, fsopen, mount_remount, move_mount, open_tree,
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, OpenTreeFlags,
+    fsconfig_create, fsconfig_set_string, fsmount, fsopen, mount_remount, move_mount, open_tree,
 };
 
 use crate::plan::TmpfsOptions;
@@ -40,7 +42,9 @@ pub fn clone_of(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(open_tree(
         fd,
         "",
-        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH,
     )?)
 }
 
@@ -93,7 +97,11 @@ pub fn is_dir(fd: BorrowedFd<'_>) -> io::Result<bool> {
 
 /// Opens `rel` beneath `dir` (O_PATH), refusing symlinks and `..` escapes.
 pub fn open_beneath(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
-    let rel: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let rel: &Path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
     Ok(openat2(
         dir,
         rel,
@@ -108,10 +116,13 @@ pub fn open_beneath(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
 /// follows a symlink.
 pub fn make_mount_point(base: BorrowedFd<'_>, rel: &Path, dir: bool) -> io::Result<OwnedFd> {
     let mut cur = open_beneath(base, Path::new("."))?;
-    let comps: Vec<_> = rel.components().filter_map(|c| match c {
-        Component::Normal(n) => Some(n),
-        _ => None,
-    }).collect();
+    let comps: Vec<_> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
     for (i, name) in comps.iter().enumerate() {
         let last = i + 1 == comps.len();
         if !last || dir {
@@ -163,7 +174,10 @@ mod tests {
         points
             .iter()
             .enumerate()
-            .map(|(i, p)| MountInfo::from_line(&format!("{} 1 0:{i} / {p} rw - tmpfs tmpfs rw", 100 + i)).unwrap())
+            .map(|(i, p)| {
+                MountInfo::from_line(&format!("{} 1 0:{i} / {p} rw - tmpfs tmpfs rw", 100 + i))
+                    .unwrap()
+            })
             .collect()
     }
 
@@ -181,9 +195,16 @@ mod tests {
         ]);
         assert_eq!(
             top_submounts(&m, Path::new("/c/rootfs/run")),
-            vec![PathBuf::from(".containerenv"), PathBuf::from("a/b"), PathBuf::from("secrets")]
+            vec![
+                PathBuf::from(".containerenv"),
+                PathBuf::from("a/b"),
+                PathBuf::from("secrets")
+            ]
         );
-        assert_eq!(top_submounts(&m, Path::new("/c/rootfs/tmp")), vec![PathBuf::from("x")]);
+        assert_eq!(
+            top_submounts(&m, Path::new("/c/rootfs/tmp")),
+            vec![PathBuf::from("x")]
+        );
         assert!(top_submounts(&m, Path::new("/c/rootfs/etc")).is_empty());
     }
 
@@ -195,10 +216,23 @@ mod tests {
         let base = t.path().join("base");
         std::fs::create_dir(&base).unwrap();
         std::os::unix::fs::symlink(&outside, base.join("link")).unwrap();
-        let fd = openat2(rustix::fs::CWD, &base, OFlags::PATH | OFlags::DIRECTORY, Mode::empty(), ResolveFlags::empty()).unwrap();
+        let fd = openat2(
+            rustix::fs::CWD,
+            &base,
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+            ResolveFlags::empty(),
+        )
+        .unwrap();
         assert!(make_mount_point(fd.as_fd(), Path::new("link/x"), true).is_err());
-        assert!(make_mount_point(fd.as_fd(), Path::new("../x"), true).is_err() || !t.path().join("x").exists());
-        assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "nothing created outside");
+        assert!(
+            make_mount_point(fd.as_fd(), Path::new("../x"), true).is_err()
+                || !t.path().join("x").exists()
+        );
+        assert!(
+            std::fs::read_dir(&outside).unwrap().next().is_none(),
+            "nothing created outside"
+        );
         make_mount_point(fd.as_fd(), Path::new("a/b/sock"), false).unwrap();
         assert!(base.join("a/b/sock").is_file());
         make_mount_point(fd.as_fd(), Path::new("d/e"), true).unwrap();

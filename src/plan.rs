@@ -78,7 +78,9 @@ impl fmt::Display for HostSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HostSource::Path(p) => write!(f, "{}", p.display()),
-            HostSource::Beneath { base, path } => write!(f, "{} beneath {}", path.display(), base.display()),
+            HostSource::Beneath { base, path } => {
+                write!(f, "{} beneath {}", path.display(), base.display())
+            }
         }
     }
 }
@@ -93,20 +95,37 @@ pub enum Action {
     /// Mount a new tmpfs (nosuid, nodev) at `dest`, created if missing;
     /// copy the image's content of `dest` into it when `copy_up`; mounts
     /// below `dest` are moved into the new tmpfs.
-    Tmpfs { dest: PathBuf, options: TmpfsOptions, copy_up: bool },
+    Tmpfs {
+        dest: PathBuf,
+        options: TmpfsOptions,
+        copy_up: bool,
+    },
     /// Create a directory (and missing parents) inside the rootfs.
     Mkdir { dest: PathBuf, mode: u32 },
     /// Bind a host object at `dest` (nosuid, nodev, noexec), read-only when
     /// `readonly`. When `dest` cannot be created in the image (read-only, or
     /// a file in the way), `fallback` is used instead.
-    Bind { source: HostSource, dest: PathBuf, readonly: bool, fallback: Option<PathBuf> },
+    Bind {
+        source: HostSource,
+        dest: PathBuf,
+        readonly: bool,
+        fallback: Option<PathBuf>,
+    },
     /// Bind a file or directory of the container at another container path.
-    BindInside { src: PathBuf, dest: PathBuf, readonly: bool },
+    BindInside {
+        src: PathBuf,
+        dest: PathBuf,
+        readonly: bool,
+    },
     /// Make the mount at `dest` read-only (nosuid, nodev, noexec).
     RemountReadOnly { dest: PathBuf },
     /// Write `contents` to the regular file `dest` (created with `mode`,
     /// truncated when it exists).
-    WriteFile { dest: PathBuf, contents: String, mode: u32 },
+    WriteFile {
+        dest: PathBuf,
+        contents: String,
+        mode: u32,
+    },
     /// Truncate the regular file `dest` when its content (trimmed) is `expected`.
     ClearFile { dest: PathBuf, expected: String },
 }
@@ -114,9 +133,20 @@ pub enum Action {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::HostDir { path, mode } => write!(f, "mkdir on host {} mode {mode:o}", path.display()),
-            Action::Tmpfs { dest, options, copy_up } => {
-                write!(f, "mount tmpfs on {} mode {:o}", dest.display(), options.mode)?;
+            Action::HostDir { path, mode } => {
+                write!(f, "mkdir on host {} mode {mode:o}", path.display())
+            }
+            Action::Tmpfs {
+                dest,
+                options,
+                copy_up,
+            } => {
+                write!(
+                    f,
+                    "mount tmpfs on {} mode {:o}",
+                    dest.display(),
+                    options.mode
+                )?;
                 if let Some(s) = options.size {
                     write!(f, " size {s}")?;
                 }
@@ -126,19 +156,43 @@ impl fmt::Display for Action {
                 Ok(())
             }
             Action::Mkdir { dest, mode } => write!(f, "mkdir {} mode {mode:o}", dest.display()),
-            Action::Bind { source, dest, readonly, fallback } => {
-                write!(f, "bind {source} on {} {}", dest.display(), if *readonly { "ro" } else { "rw" })?;
+            Action::Bind {
+                source,
+                dest,
+                readonly,
+                fallback,
+            } => {
+                write!(
+                    f,
+                    "bind {source} on {} {}",
+                    dest.display(),
+                    if *readonly { "ro" } else { "rw" }
+                )?;
                 if let Some(fb) = fallback {
                     write!(f, " (else on {})", fb.display())?;
                 }
                 Ok(())
             }
-            Action::BindInside { src, dest, readonly } => {
-                write!(f, "bind {} on {} {}", src.display(), dest.display(), if *readonly { "ro" } else { "rw" })
+            Action::BindInside {
+                src,
+                dest,
+                readonly,
+            } => {
+                write!(
+                    f,
+                    "bind {} on {} {}",
+                    src.display(),
+                    dest.display(),
+                    if *readonly { "ro" } else { "rw" }
+                )
             }
             Action::RemountReadOnly { dest } => write!(f, "remount {} read-only", dest.display()),
-            Action::WriteFile { dest, mode, .. } => write!(f, "write {} mode {mode:o}", dest.display()),
-            Action::ClearFile { dest, .. } => write!(f, "empty {} if it holds the machine-id", dest.display()),
+            Action::WriteFile { dest, mode, .. } => {
+                write!(f, "write {} mode {mode:o}", dest.display())
+            }
+            Action::ClearFile { dest, .. } => {
+                write!(f, "empty {} if it holds the machine-id", dest.display())
+            }
         }
     }
 }
@@ -167,9 +221,13 @@ impl fmt::Display for Plan {
 /// Why no prestart plan can be made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
-    #[error("the container's name=systemd cgroup is the hierarchy root; refusing to make the whole hierarchy writable")]
+    #[error(
+        "the container's name=systemd cgroup is the hierarchy root; refusing to make the whole hierarchy writable"
+    )]
     CgroupIsRoot,
-    #[error("the container has a name=systemd cgroup but the host has no name=systemd hierarchy mounted")]
+    #[error(
+        "the container has a name=systemd cgroup but the host has no name=systemd hierarchy mounted"
+    )]
     NoSystemdHierarchy,
 }
 
@@ -181,18 +239,26 @@ fn p(s: &str) -> PathBuf {
 ///
 /// # Errors
 /// [`PlanError`] when the cgroup facts make a safe setup impossible.
-pub fn prestart(config: &ContainerConfig, facts: &HostFacts, machine_id: &MachineId) -> Result<Plan, PlanError> {
+pub fn prestart(
+    config: &ContainerConfig,
+    facts: &HostFacts,
+    machine_id: &MachineId,
+) -> Result<Plan, PlanError> {
     let mut plan = Plan::default();
 
     // tmpfs on /run, /run/lock and /tmp.
-    let tmp_size = config.memory_limit.or(facts.cgroup_memory_limit).map(|l| l / 2);
+    let tmp_size = config
+        .memory_limit
+        .or(facts.cgroup_memory_limit)
+        .map(|l| l / 2);
     for (dest, mode, size) in [
         ("/run", 0o755, Some(RUN_TMPFS_SIZE)),
         ("/run/lock", 0o755, Some(RUN_TMPFS_SIZE)),
         ("/tmp", 0o1777, tmp_size),
     ] {
         if config.mounts(Path::new(dest)) {
-            plan.skipped.push(format!("tmpfs on {dest}: config.json mounts {dest}"));
+            plan.skipped
+                .push(format!("tmpfs on {dest}: config.json mounts {dest}"));
         } else {
             plan.actions.push(Action::Tmpfs {
                 dest: p(dest),
@@ -206,8 +272,15 @@ pub fn prestart(config: &ContainerConfig, facts: &HostFacts, machine_id: &Machin
     let host_journal = facts.journal_root.join(machine_id.as_str());
     let in_var = Path::new(HOST_JOURNAL_ROOT).join(machine_id.as_str());
     let in_run = Path::new("/run/log/journal").join(machine_id.as_str());
-    plan.actions.push(Action::HostDir { path: host_journal.clone(), mode: 0o755 });
-    let (dest, fallback) = if config.readonly { (in_run, None) } else { (in_var, Some(in_run)) };
+    plan.actions.push(Action::HostDir {
+        path: host_journal.clone(),
+        mode: 0o755,
+    });
+    let (dest, fallback) = if config.readonly {
+        (in_run, None)
+    } else {
+        (in_var, Some(in_run))
+    };
     plan.actions.push(Action::Bind {
         source: HostSource::Path(host_journal),
         dest,
@@ -220,30 +293,45 @@ pub fn prestart(config: &ContainerConfig, facts: &HostFacts, machine_id: &Machin
 
     // /etc/machine-id.
     if config.mounts(Path::new("/etc/machine-id")) {
-        plan.skipped.push("/etc/machine-id: config.json mounts it".into());
+        plan.skipped
+            .push("/etc/machine-id: config.json mounts it".into());
     } else {
         let contents = format!("{machine_id}\n");
         if config.readonly {
-            plan.actions.push(Action::WriteFile { dest: p("/run/machine-id"), contents, mode: 0o444 });
+            plan.actions.push(Action::WriteFile {
+                dest: p("/run/machine-id"),
+                contents,
+                mode: 0o444,
+            });
             plan.actions.push(Action::BindInside {
                 src: p("/run/machine-id"),
                 dest: p("/etc/machine-id"),
                 readonly: true,
             });
         } else {
-            plan.actions.push(Action::WriteFile { dest: p("/etc/machine-id"), contents, mode: 0o444 });
+            plan.actions.push(Action::WriteFile {
+                dest: p("/etc/machine-id"),
+                contents,
+                mode: 0o444,
+            });
         }
     }
     Ok(plan)
 }
 
-fn plan_cgroups(config: &ContainerConfig, facts: &HostFacts, plan: &mut Plan) -> Result<(), PlanError> {
+fn plan_cgroups(
+    config: &ContainerConfig,
+    facts: &HostFacts,
+    plan: &mut Plan,
+) -> Result<(), PlanError> {
     if facts.layout == Layout::Unified {
-        plan.skipped.push("cgroups: the unified (v2) layout is left as the runtime set it up".into());
+        plan.skipped
+            .push("cgroups: the unified (v2) layout is left as the runtime set it up".into());
         return Ok(());
     }
     let Some(cgroup) = &facts.cgroups.systemd else {
-        plan.skipped.push("cgroups: the container has no name=systemd cgroup".into());
+        plan.skipped
+            .push("cgroups: the container has no name=systemd cgroup".into());
         return Ok(());
     };
     let Some(hierarchy) = &facts.systemd_mount else {
@@ -258,16 +346,31 @@ fn plan_cgroups(config: &ContainerConfig, facts: &HostFacts, plan: &mut Plan) ->
     if own_tmpfs {
         plan.actions.push(Action::Tmpfs {
             dest: p("/sys/fs/cgroup"),
-            options: TmpfsOptions { mode: 0o755, size: Some(CGROUP_TMPFS_SIZE) },
+            options: TmpfsOptions {
+                mode: 0o755,
+                size: Some(CGROUP_TMPFS_SIZE),
+            },
             copy_up: false,
         });
-        plan.actions.push(Action::Mkdir { dest: systemd_dir.clone(), mode: 0o755 });
+        plan.actions.push(Action::Mkdir {
+            dest: systemd_dir.clone(),
+            mode: 0o755,
+        });
     } else {
-        plan.skipped.push("tmpfs on /sys/fs/cgroup: config.json mounts /sys/fs/cgroup".into());
+        plan.skipped
+            .push("tmpfs on /sys/fs/cgroup: config.json mounts /sys/fs/cgroup".into());
     }
-    let own = HostSource::Beneath { base: hierarchy.clone(), path: rel.to_path_buf() };
+    let own = HostSource::Beneath {
+        base: hierarchy.clone(),
+        path: rel.to_path_buf(),
+    };
     if config.cgroupns {
-        plan.actions.push(Action::Bind { source: own, dest: systemd_dir, readonly: false, fallback: None });
+        plan.actions.push(Action::Bind {
+            source: own,
+            dest: systemd_dir,
+            readonly: false,
+            fallback: None,
+        });
     } else {
         plan.actions.push(Action::Bind {
             source: HostSource::Path(hierarchy.clone()),
@@ -275,7 +378,12 @@ fn plan_cgroups(config: &ContainerConfig, facts: &HostFacts, plan: &mut Plan) ->
             readonly: true,
             fallback: None,
         });
-        plan.actions.push(Action::Bind { source: own, dest: systemd_dir.join(rel), readonly: false, fallback: None });
+        plan.actions.push(Action::Bind {
+            source: own,
+            dest: systemd_dir.join(rel),
+            readonly: false,
+            fallback: None,
+        });
         plan.actions.push(Action::Bind {
             source: HostSource::Path(p("/dev/null")),
             dest: systemd_dir.join("release_agent"),
@@ -284,7 +392,9 @@ fn plan_cgroups(config: &ContainerConfig, facts: &HostFacts, plan: &mut Plan) ->
         });
     }
     if own_tmpfs {
-        plan.actions.push(Action::RemountReadOnly { dest: p("/sys/fs/cgroup") });
+        plan.actions.push(Action::RemountReadOnly {
+            dest: p("/sys/fs/cgroup"),
+        });
     }
     Ok(())
 }
@@ -294,11 +404,16 @@ fn plan_cgroups(config: &ContainerConfig, facts: &HostFacts, plan: &mut Plan) ->
 pub fn poststop(config: &ContainerConfig, machine_id: &MachineId) -> Plan {
     let mut plan = Plan::default();
     if config.readonly {
-        plan.skipped.push("/etc/machine-id: read-only image, nothing was written".into());
+        plan.skipped
+            .push("/etc/machine-id: read-only image, nothing was written".into());
     } else if config.mounts(Path::new("/etc/machine-id")) {
-        plan.skipped.push("/etc/machine-id: config.json mounts it".into());
+        plan.skipped
+            .push("/etc/machine-id: config.json mounts it".into());
     } else {
-        plan.actions.push(Action::ClearFile { dest: p("/etc/machine-id"), expected: machine_id.to_string() });
+        plan.actions.push(Action::ClearFile {
+            dest: p("/etc/machine-id"),
+            expected: machine_id.to_string(),
+        });
     }
     plan
 }
@@ -308,7 +423,8 @@ mod tests {
     use super::*;
     use crate::config::clean;
 
-    const CG: &str = "/libpod_parent/libpod-4f3c2a1b9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b";
+    const CG: &str =
+        "/libpod_parent/libpod-4f3c2a1b9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b";
 
     fn mid() -> MachineId {
         MachineId::parse("4f3c2a1b9e8d7c6b5a4f3e2d1c0b9a8f").unwrap()
@@ -317,7 +433,11 @@ mod tests {
     fn hybrid() -> HostFacts {
         HostFacts {
             layout: Layout::Hybrid,
-            cgroups: ContainerCgroups { systemd: Some(p(CG)), memory: Some(p(CG)), unified: Some(p(CG)) },
+            cgroups: ContainerCgroups {
+                systemd: Some(p(CG)),
+                memory: Some(p(CG)),
+                unified: Some(p(CG)),
+            },
             systemd_mount: Some(p("/sys/fs/cgroup/systemd")),
             cgroup_memory_limit: None,
             journal_root: p("/var/log/journal"),
@@ -328,10 +448,17 @@ mod tests {
         ContainerConfig {
             rootfs: p("/merged"),
             args: vec!["/sbin/init".into()],
-            mount_destinations: ["/proc", "/dev", "/sys", "/sys/fs/cgroup", "/run/.containerenv", "/etc/hosts"]
-                .iter()
-                .map(|d| clean(Path::new(d)))
-                .collect(),
+            mount_destinations: [
+                "/proc",
+                "/dev",
+                "/sys",
+                "/sys/fs/cgroup",
+                "/run/.containerenv",
+                "/etc/hosts",
+            ]
+            .iter()
+            .map(|d| clean(Path::new(d)))
+            .collect(),
             ..Default::default()
         }
     }
@@ -352,14 +479,22 @@ mod tests {
                 "mount tmpfs on /run/lock mode 755 size 67108864 with tmpcopyup".into(),
                 "mount tmpfs on /tmp mode 1777 with tmpcopyup".into(),
                 format!("mkdir on host /var/log/journal/{id} mode 755"),
-                format!("bind /var/log/journal/{id} on /var/log/journal/{id} rw (else on /run/log/journal/{id})"),
+                format!(
+                    "bind /var/log/journal/{id} on /var/log/journal/{id} rw (else on /run/log/journal/{id})"
+                ),
                 "bind /sys/fs/cgroup/systemd on /sys/fs/cgroup/systemd ro".into(),
-                format!("bind {} beneath /sys/fs/cgroup/systemd on /sys/fs/cgroup/systemd{CG} rw", &CG[1..]),
+                format!(
+                    "bind {} beneath /sys/fs/cgroup/systemd on /sys/fs/cgroup/systemd{CG} rw",
+                    &CG[1..]
+                ),
                 "bind /dev/null on /sys/fs/cgroup/systemd/release_agent ro".into(),
                 "write /etc/machine-id mode 444".into(),
             ]
         );
-        assert_eq!(plan.skipped, vec!["tmpfs on /sys/fs/cgroup: config.json mounts /sys/fs/cgroup".to_string()]);
+        assert_eq!(
+            plan.skipped,
+            vec!["tmpfs on /sys/fs/cgroup: config.json mounts /sys/fs/cgroup".to_string()]
+        );
     }
 
     #[test]
@@ -367,11 +502,18 @@ mod tests {
         let mut c = podman_config();
         c.cgroupns = true;
         let plan = prestart(&c, &hybrid(), &mid()).unwrap();
-        let binds: Vec<_> = plan.actions.iter().filter(|a| matches!(a, Action::Bind { dest, .. } if dest.starts_with("/sys"))).collect();
+        let binds: Vec<_> = plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::Bind { dest, .. } if dest.starts_with("/sys")))
+            .collect();
         assert_eq!(
             binds,
             vec![&Action::Bind {
-                source: HostSource::Beneath { base: p("/sys/fs/cgroup/systemd"), path: p(&CG[1..]) },
+                source: HostSource::Beneath {
+                    base: p("/sys/fs/cgroup/systemd"),
+                    path: p(&CG[1..])
+                },
                 dest: p("/sys/fs/cgroup/systemd"),
                 readonly: false,
                 fallback: None,
@@ -387,8 +529,15 @@ mod tests {
         }
         let plan = prestart(&c, &hybrid(), &mid()).unwrap();
         let d = dests(&plan);
-        assert!(!d.iter().any(|a| a.contains("tmpfs on /run ") || a.contains("tmpfs on /tmp")), "{d:?}");
-        assert!(d.iter().any(|a| a.contains("tmpfs on /run/lock")), "/run/lock still gets its tmpfs: {d:?}");
+        assert!(
+            !d.iter()
+                .any(|a| a.contains("tmpfs on /run ") || a.contains("tmpfs on /tmp")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter().any(|a| a.contains("tmpfs on /run/lock")),
+            "/run/lock still gets its tmpfs: {d:?}"
+        );
         assert!(!d.iter().any(|a| a.contains("machine-id")), "{d:?}");
         assert_eq!(plan.skipped.len(), 4);
     }
@@ -400,25 +549,46 @@ mod tests {
         f.cgroup_memory_limit = Some(1 << 30);
         let size = |plan: &Plan| {
             plan.actions.iter().find_map(|a| match a {
-                Action::Tmpfs { dest, options, .. } if dest == Path::new("/tmp") => Some(options.size),
+                Action::Tmpfs { dest, options, .. } if dest == Path::new("/tmp") => {
+                    Some(options.size)
+                }
                 _ => None,
             })
         };
-        assert_eq!(size(&prestart(&c, &f, &mid()).unwrap()), Some(Some(1 << 29)));
+        assert_eq!(
+            size(&prestart(&c, &f, &mid()).unwrap()),
+            Some(Some(1 << 29))
+        );
         c.memory_limit = Some(1 << 28);
-        assert_eq!(size(&prestart(&c, &f, &mid()).unwrap()), Some(Some(1 << 27)));
+        assert_eq!(
+            size(&prestart(&c, &f, &mid()).unwrap()),
+            Some(Some(1 << 27))
+        );
     }
 
     #[test]
     fn no_cgroup_mount_in_config_gets_a_read_only_tmpfs() {
         let mut c = podman_config();
-        c.mount_destinations.retain(|d| d != Path::new("/sys/fs/cgroup"));
+        c.mount_destinations
+            .retain(|d| d != Path::new("/sys/fs/cgroup"));
         let plan = prestart(&c, &hybrid(), &mid()).unwrap();
         let d = dests(&plan);
-        let tmpfs = d.iter().position(|a| a.starts_with("mount tmpfs on /sys/fs/cgroup")).unwrap();
-        let mkdir = d.iter().position(|a| a == "mkdir /sys/fs/cgroup/systemd mode 755").unwrap();
-        let bind = d.iter().position(|a| a.starts_with("bind /sys/fs/cgroup/systemd on")).unwrap();
-        let ro = d.iter().position(|a| a == "remount /sys/fs/cgroup read-only").unwrap();
+        let tmpfs = d
+            .iter()
+            .position(|a| a.starts_with("mount tmpfs on /sys/fs/cgroup"))
+            .unwrap();
+        let mkdir = d
+            .iter()
+            .position(|a| a == "mkdir /sys/fs/cgroup/systemd mode 755")
+            .unwrap();
+        let bind = d
+            .iter()
+            .position(|a| a.starts_with("bind /sys/fs/cgroup/systemd on"))
+            .unwrap();
+        let ro = d
+            .iter()
+            .position(|a| a == "remount /sys/fs/cgroup read-only")
+            .unwrap();
         assert!(tmpfs < mkdir && mkdir < bind && bind < ro, "{d:?}");
     }
 
@@ -430,14 +600,20 @@ mod tests {
         for a in &plan.actions {
             match a {
                 Action::WriteFile { dest, .. } => assert!(dest.starts_with("/run"), "{a}"),
-                Action::Bind { dest, fallback, .. } if dest.starts_with("/run/log") || dest.starts_with("/var") => {
+                Action::Bind { dest, fallback, .. }
+                    if dest.starts_with("/run/log") || dest.starts_with("/var") =>
+                {
                     assert!(dest.starts_with("/run/log/journal"), "{a}");
                     assert_eq!(fallback, &None);
                 }
                 _ => {}
             }
         }
-        assert!(plan.actions.contains(&Action::BindInside { src: p("/run/machine-id"), dest: p("/etc/machine-id"), readonly: true }));
+        assert!(plan.actions.contains(&Action::BindInside {
+            src: p("/run/machine-id"),
+            dest: p("/etc/machine-id"),
+            readonly: true
+        }));
         assert!(poststop(&c, &mid()).actions.is_empty());
     }
 
@@ -445,10 +621,18 @@ mod tests {
     fn unified_and_rootless_cgroups_do_not_fail() {
         let mut f = hybrid();
         f.layout = Layout::Unified;
-        f.cgroups = ContainerCgroups { unified: Some(p("/user.slice/x")), ..Default::default() };
+        f.cgroups = ContainerCgroups {
+            unified: Some(p("/user.slice/x")),
+            ..Default::default()
+        };
         f.systemd_mount = None;
         let plan = prestart(&podman_config(), &f, &mid()).unwrap();
-        assert!(!plan.actions.iter().any(|a| a.to_string().contains("cgroup")));
+        assert!(
+            !plan
+                .actions
+                .iter()
+                .any(|a| a.to_string().contains("cgroup"))
+        );
         // Hybrid host but a container without a name=systemd line.
         let mut f = hybrid();
         f.cgroups.systemd = None;
@@ -459,15 +643,27 @@ mod tests {
     fn unsafe_cgroup_facts_are_errors() {
         let mut f = hybrid();
         f.cgroups.systemd = Some(p("/"));
-        assert_eq!(prestart(&podman_config(), &f, &mid()), Err(PlanError::CgroupIsRoot));
+        assert_eq!(
+            prestart(&podman_config(), &f, &mid()),
+            Err(PlanError::CgroupIsRoot)
+        );
         let mut f = hybrid();
         f.systemd_mount = None;
-        assert_eq!(prestart(&podman_config(), &f, &mid()), Err(PlanError::NoSystemdHierarchy));
+        assert_eq!(
+            prestart(&podman_config(), &f, &mid()),
+            Err(PlanError::NoSystemdHierarchy)
+        );
     }
 
     #[test]
     fn poststop_empties_the_machine_id() {
         let plan = poststop(&podman_config(), &mid());
-        assert_eq!(plan.actions, vec![Action::ClearFile { dest: p("/etc/machine-id"), expected: mid().to_string() }]);
+        assert_eq!(
+            plan.actions,
+            vec![Action::ClearFile {
+                dest: p("/etc/machine-id"),
+                expected: mid().to_string()
+            }]
+        );
     }
 }

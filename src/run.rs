@@ -45,7 +45,11 @@ pub fn run(invocation: &Invocation, stdin: impl Read) -> u8 {
             return EXIT_ERROR;
         }
     };
-    let stage = match stage::choose(invocation.env_stage.as_deref(), invocation.arg1.as_deref(), state.pid) {
+    let stage = match stage::choose(
+        invocation.env_stage.as_deref(),
+        invocation.arg1.as_deref(),
+        state.pid,
+    ) {
         StageChoice::Known(s) => s,
         StageChoice::Unknown(name) => {
             hooklog::set_context(state.short_id().to_string());
@@ -68,7 +72,9 @@ pub fn run(invocation: &Invocation, stdin: impl Read) -> u8 {
 }
 
 fn prestart(state: &HookState) -> anyhow::Result<()> {
-    let pid = state.pid.context("the OCI state has no pid, which prestart needs")?;
+    let pid = state
+        .pid
+        .context("the OCI state has no pid, which prestart needs")?;
     let config = config::load_with_process(&state.bundle)?;
     let machine_id = match decide(&config, &state.id) {
         Decision::Skip(why) => {
@@ -120,7 +126,8 @@ fn poststop(state: &HookState) -> anyhow::Result<()> {
 /// Unknown cgroup layout, or `/proc/<pid>` unreadable (the process is gone).
 pub fn host_facts(pid: i32) -> anyhow::Result<HostFacts> {
     let layout = cgroup::detect_layout()?;
-    let cgroups = cgroup::read_container_cgroups(pid).with_context(|| format!("read /proc/{pid}/cgroup"))?;
+    let cgroups =
+        cgroup::read_container_cgroups(pid).with_context(|| format!("read /proc/{pid}/cgroup"))?;
     let mounts = procfs::process::Process::myself()?.mountinfo()?;
     let systemd_mount = cgroup::v1_mount_point(&mounts, "name=systemd");
     let cgroup_memory_limit = match layout {

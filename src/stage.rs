@@ -68,13 +68,22 @@ mod tests {
 
     #[test]
     fn env_wins_over_argv_and_state() {
-        assert_eq!(choose(Some("poststop"), Some("prestart"), Some(4)), Known(Stage::Poststop));
+        assert_eq!(
+            choose(Some("poststop"), Some("prestart"), Some(4)),
+            Known(Stage::Poststop)
+        );
     }
 
     #[test]
     fn argv_wins_over_state() {
-        assert_eq!(choose(None, Some("poststop"), Some(4)), Known(Stage::Poststop));
-        assert_eq!(choose(Some(""), Some("createRuntime"), None), Known(Stage::Prestart));
+        assert_eq!(
+            choose(None, Some("poststop"), Some(4)),
+            Known(Stage::Poststop)
+        );
+        assert_eq!(
+            choose(Some(""), Some("createRuntime"), None),
+            Known(Stage::Prestart)
+        );
     }
 
     #[test]
@@ -87,7 +96,13 @@ mod tests {
 
     #[test]
     fn unknown_explicit_stage_is_reported() {
-        assert_eq!(choose(None, Some("poststart"), Some(3)), Unknown("poststart".into()));
-        assert_eq!(choose(Some("createContainer"), None, None), Unknown("createContainer".into()));
+        assert_eq!(
+            choose(None, Some("poststart"), Some(3)),
+            Unknown("poststart".into())
+        );
+        assert_eq!(
+            choose(Some("createContainer"), None, None),
+            Unknown("createContainer".into())
+        );
     }
 }

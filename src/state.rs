@@ -96,17 +96,17 @@ pub fn parse(bytes: &[u8]) -> Result<HookState, StateError> {
     };
     // An empty string counts as missing.
     obj.retain(|_, v| v.as_str() != Some(""));
-    if !obj.contains_key("bundle") {
-        if let Some(old) = obj.remove("bundlePath") {
-            obj.insert("bundle".into(), old);
-        }
+    if !obj.contains_key("bundle")
+        && let Some(old) = obj.remove("bundlePath")
+    {
+        obj.insert("bundle".into(), old);
     }
     // crun adds `root` (the rootfs); it must never stand in for the bundle.
     obj.remove("root");
-    if let Some(status) = obj.get("status").and_then(Value::as_str) {
-        if !matches!(status, "creating" | "created" | "running" | "stopped") {
-            obj.remove("status");
-        }
+    if let Some(status) = obj.get("status").and_then(Value::as_str)
+        && !matches!(status, "creating" | "created" | "running" | "stopped")
+    {
+        obj.remove("status");
     }
     let state: oci_spec::runtime::State =
         serde_json::from_value(value).map_err(StateError::Json)?;
@@ -203,8 +203,14 @@ mod tests {
 
     #[test]
     fn zero_or_negative_pid_is_no_pid() {
-        assert_eq!(parse(br#"{"id":"a","bundle":"/b","pid":0}"#).unwrap().pid, None);
-        assert_eq!(parse(br#"{"id":"a","bundle":"/b","pid":-4}"#).unwrap().pid, None);
+        assert_eq!(
+            parse(br#"{"id":"a","bundle":"/b","pid":0}"#).unwrap().pid,
+            None
+        );
+        assert_eq!(
+            parse(br#"{"id":"a","bundle":"/b","pid":-4}"#).unwrap().pid,
+            None
+        );
     }
 
     #[test]
@@ -217,10 +223,19 @@ mod tests {
         assert!(matches!(parse(b""), Err(StateError::Empty)));
         assert!(matches!(parse(b"  \n"), Err(StateError::Empty)));
         assert!(matches!(parse(b"not json"), Err(StateError::Json(_))));
-        assert!(matches!(parse(br#"{"id":"a","bund"#), Err(StateError::Json(_))));
+        assert!(matches!(
+            parse(br#"{"id":"a","bund"#),
+            Err(StateError::Json(_))
+        ));
         assert!(matches!(parse(b"[1,2]"), Err(StateError::Json(_))));
-        assert!(matches!(parse(br#"{"id":5,"bundle":"/b"}"#), Err(StateError::Json(_))));
-        assert!(matches!(parse(br#"{"id":"a","bundle":"/b","pid":"x"}"#), Err(StateError::Json(_))));
+        assert!(matches!(
+            parse(br#"{"id":5,"bundle":"/b"}"#),
+            Err(StateError::Json(_))
+        ));
+        assert!(matches!(
+            parse(br#"{"id":"a","bundle":"/b","pid":"x"}"#),
+            Err(StateError::Json(_))
+        ));
     }
 
     #[test]

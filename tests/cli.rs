@@ -1,0 +1,182 @@
+//! The binary's command-line behaviour on bad or trivial input. Needs no
+//! root: none of these reach a mount.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const HOOK: &str = env!("CARGO_BIN_EXE_oci-systemd-hook");
+
+fn run(args: &[&str], stdin: &[u8], cwd: &Path, clear_env: bool) -> Output {
+    let mut cmd = Command::new(HOOK);
+    cmd.args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if clear_env {
+        cmd.env_clear().env("PWD", cwd);
+    } else {
+        cmd.env_remove("stage");
+    }
+    let mut child = cmd.spawn().unwrap();
+    // The hook may exit before reading everything (e.g. oversized input).
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn stderr_lines(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn one_error_line(o: &Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let lines = stderr_lines(o);
+    assert_eq!(lines.len(), 1, "exactly one line: {lines:?}");
+    assert!(
+        lines[0].starts_with("oci-systemd-hook: error: "),
+        "{lines:?}"
+    );
+    assert!(lines[0].contains(needle), "{needle:?} in {lines:?}");
+}
+
+#[test]
+fn version_and_help() {
+    let o = Command::new(HOOK).arg("--version").output().unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("oci-systemd-hook "));
+    let o = Command::new(HOOK).arg("--help").output().unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("prestart"));
+}
+
+#[test]
+fn bad_state_gives_one_error_line_and_exit_1() {
+    let t = tempfile::tempdir().unwrap();
+    one_error_line(&run(&[], b"", t.path(), false), "empty");
+    one_error_line(&run(&[], b"{not json", t.path(), false), "not valid JSON");
+    one_error_line(
+        &run(
+            &[],
+            br#"{"id":"x","status":"creating","pid":1,"bundle":"/b"#,
+            t.path(),
+            false,
+        ),
+        "not valid JSON",
+    );
+    one_error_line(
+        &run(
+            &[],
+            br#"{"ociVersion":"1.0.2","status":"creating"}"#,
+            t.path(),
+            false,
+        ),
+        "`id`",
+    );
+    one_error_line(
+        &run(&[], br#"{"id":"a","pid":5}"#, t.path(), false),
+        "`bundle`",
+    );
+    let big = vec![b' '; 2 * 1024 * 1024];
+    one_error_line(&run(&[], &big, t.path(), false), "larger than");
+}
+
+#[test]
+fn missing_or_invalid_config_fails_prestart() {
+    let t = tempfile::tempdir().unwrap();
+    let state = format!(
+        r#"{{"id":"a","pid":{},"bundle":"{}"}}"#,
+        std::process::id(),
+        t.path().display()
+    );
+    one_error_line(&run(&[], state.as_bytes(), t.path(), false), "config.json");
+    std::fs::write(t.path().join("config.json"), b"{").unwrap();
+    one_error_line(&run(&[], state.as_bytes(), t.path(), false), "config.json");
+    std::fs::write(
+        t.path().join("config.json"),
+        br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"}}"#,
+    )
+    .unwrap();
+    one_error_line(&run(&[], state.as_bytes(), t.path(), false), "no `process`");
+}
+
+#[test]
+fn unknown_explicit_stage_is_logged_and_exits_0() {
+    let t = tempfile::tempdir().unwrap();
+    let o = run(
+        &["poststart"],
+        br#"{"id":"a","pid":5,"bundle":"/nonexistent"}"#,
+        t.path(),
+        false,
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(stderr_lines(&o).iter().any(|l| l.contains("poststart")));
+}
+
+#[test]
+fn non_systemd_container_is_a_no_op_at_prestart() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(
+        t.path().join("config.json"),
+        br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","user":{"uid":0,"gid":0},"args":["sleep","10"]}}"#,
+    )
+    .unwrap();
+    // pid 1 is never a container's init; the hook must decide before touching it.
+    let state = format!(r#"{{"id":"a","pid":1,"bundle":"{}"}}"#, t.path().display());
+    let o = run(&[], state.as_bytes(), t.path(), false);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a systemd container"));
+}
+
+#[test]
+fn poststop_without_path_empties_machine_id_and_is_repeatable() {
+    let t = tempfile::tempdir().unwrap();
+    let rootfs = t.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    std::fs::write(rootfs.join("etc/machine-id"), format!("{}\n", &id[..32])).unwrap();
+    std::fs::write(
+        t.path().join("config.json"),
+        br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","user":{"uid":0,"gid":0},"args":["/sbin/init"]}}"#,
+    )
+    .unwrap();
+    let state = format!(
+        r#"{{"ociVersion":"1.0.2","id":"{id}","status":"stopped","bundle":"{}"}}"#,
+        t.path().display()
+    );
+    for _ in 0..2 {
+        let o = run(&[], state.as_bytes(), Path::new("/"), true);
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        assert_eq!(std::fs::read(rootfs.join("etc/machine-id")).unwrap(), b"");
+    }
+    // Another id is left alone.
+    std::fs::write(
+        rootfs.join("etc/machine-id"),
+        b"ffffffffffffffffffffffffffffffff\n",
+    )
+    .unwrap();
+    assert_eq!(
+        run(&[], state.as_bytes(), Path::new("/"), true)
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        std::fs::read(rootfs.join("etc/machine-id")).unwrap(),
+        b"ffffffffffffffffffffffffffffffff\n"
+    );
+}
+
+#[test]
+fn poststop_with_bundle_gone_exits_0() {
+    let o = run(
+        &["poststop"],
+        br#"{"id":"a","bundle":"/nonexistent/bundle"}"#,
+        Path::new("/"),
+        true,
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+}

@@ -1,0 +1,566 @@
+//! Privileged tests: each builds a real rootfs directory and a real mount
+//! namespace held by a sleeping process (placed in its own cgroup), runs the
+//! hook binary against it exactly as a runtime would (state on stdin, cwd =
+//! bundle), and reads the namespace's mount table from
+//! `/proc/<pid>/mountinfo`. Nothing is mocked.
+//!
+//! Needs root; run serially (`cargo test --test privileged -- --test-threads=1`,
+//! `make test-privileged`). Without root every test fails with the reason.
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_systemd_hook::cgroup::{Layout, detect_layout};
+use procfs::process::{MountInfo, Process};
+use serde_json::{Value, json};
+
+const HOOK: &str = env!("CARGO_BIN_EXE_oci-systemd-hook");
+
+fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "privileged tests must run as root: they mount, unshare and make cgroups (run `make test-privileged` as root)"
+    );
+}
+
+fn ns_inode(pid: u32) -> u64 {
+    std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+        .map(|m| m.ino())
+        .unwrap_or(0)
+}
+
+/// Host mount points, to compare before and after.
+fn host_mounts() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = Process::myself()
+        .unwrap()
+        .mountinfo()
+        .unwrap()
+        .0
+        .into_iter()
+        .map(|m| m.mount_point)
+        .collect();
+    v.sort();
+    v
+}
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+    bundle: PathBuf,
+    rootfs: PathBuf,
+    sleeper: Child,
+    cgroup_dirs: Vec<PathBuf>,
+    /// The container's cgroup path as /proc/<pid>/cgroup shows it.
+    cgroup: String,
+    id: String,
+    layout: Layout,
+}
+
+impl Sandbox {
+    /// A bundle with `config` (root.path = "rootfs" is added) and a rootfs
+    /// holding a little image content in /run and /tmp.
+    fn new(mut config: Value) -> Sandbox {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("osh-priv-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let bundle = dir.path().join("bundle");
+        let rootfs = bundle.join("rootfs");
+        for d in ["run/lock", "tmp", "etc", "var/log", "sys/fs/cgroup", "proc"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::write(rootfs.join("run/seed-run"), b"from image /run\n").unwrap();
+        std::fs::write(rootfs.join("tmp/seed-tmp"), b"from image /tmp\n").unwrap();
+        std::fs::write(rootfs.join("etc/machine-id"), b"").unwrap();
+        config["ociVersion"] = json!("1.0.2");
+        config["root"]["path"] = json!("rootfs");
+        if config.get("process").is_none() {
+            config["process"] =
+                json!({"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["/sbin/init"]});
+        }
+        std::fs::write(
+            bundle.join("config.json"),
+            serde_json::to_vec_pretty(&config).unwrap(),
+        )
+        .unwrap();
+
+        let ours = ns_inode(std::process::id());
+        let sleeper = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sleep", "600"])
+            .spawn()
+            .expect("unshare(1) from util-linux");
+        let pid = sleeper.id();
+        let t0 = Instant::now();
+        while ns_inode(pid) == ours || ns_inode(pid) == 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "sleeper never entered a new mount namespace"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let layout = detect_layout().unwrap();
+        let name = format!("oci-systemd-hook-test-{pid}");
+        let mut cgroup_dirs = Vec::new();
+        let v1 = ["systemd", "memory"];
+        let bases: Vec<PathBuf> = match layout {
+            Layout::Unified => vec![PathBuf::from("/sys/fs/cgroup")],
+            _ => v1
+                .iter()
+                .map(|c| Path::new("/sys/fs/cgroup").join(c))
+                .collect(),
+        };
+        for base in bases {
+            let d = base.join(&name);
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join("cgroup.procs"), pid.to_string()).unwrap();
+            cgroup_dirs.push(d);
+        }
+        let id = format!(
+            "{:0>64}",
+            format!(
+                "{:x}{:x}",
+                pid,
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            )
+        );
+        let id = format!("c{}", &id[1..]); // never all zeros
+        Sandbox {
+            dir,
+            bundle,
+            rootfs,
+            sleeper,
+            cgroup_dirs,
+            cgroup: format!("/{name}"),
+            id,
+            layout,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.sleeper.id()
+    }
+
+    fn machine_id(&self) -> &str {
+        &self.id[..32]
+    }
+
+    /// Runs the hook with `state` on stdin, cwd = bundle, env as given.
+    fn hook(&self, state: &Value, env: &[(&str, &str)], clear_env: bool) -> Output {
+        let mut cmd = Command::new(HOOK);
+        cmd.current_dir(if clear_env {
+            Path::new("/")
+        } else {
+            &self.bundle
+        });
+        if clear_env {
+            cmd.env_clear().env("PWD", "/");
+        }
+        cmd.envs(env.iter().copied()).env_remove("stage");
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(state.to_string().as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn prestart(&self) -> Output {
+        let state = json!({"ociVersion": "1.0.2", "id": self.id, "status": "creating", "pid": self.pid(), "bundle": self.bundle});
+        self.hook(&state, &[("OCI_SYSTEMD_HOOK_LOG", "debug")], false)
+    }
+
+    fn poststop(&self) -> Output {
+        let state = json!({"ociVersion": "1.0.2", "id": self.id, "status": "stopped", "bundle": self.bundle});
+        self.hook(&state, &[], true)
+    }
+
+    /// Runs a command inside the sandbox's mount namespace.
+    fn nsenter(&self, args: &[&str]) {
+        let st = Command::new("nsenter")
+            .arg("-t")
+            .arg(self.pid().to_string())
+            .arg("-m")
+            .arg("--")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "nsenter {args:?}");
+    }
+
+    fn mounts(&self) -> Vec<MountInfo> {
+        Process::new(self.pid() as i32)
+            .unwrap()
+            .mountinfo()
+            .unwrap()
+            .0
+    }
+
+    /// The topmost mount at container path `p`.
+    fn mount_at(&self, p: &str) -> Option<MountInfo> {
+        let want = self.host_path(p);
+        self.mounts().into_iter().rfind(|m| m.mount_point == want)
+    }
+
+    fn host_path(&self, p: &str) -> PathBuf {
+        self.rootfs.join(p.trim_start_matches('/'))
+    }
+
+    /// Reads container path `p` as seen inside the namespace.
+    fn read(&self, p: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(format!(
+            "/proc/{}/root{}",
+            self.pid(),
+            self.host_path(p).display()
+        ))
+    }
+
+    /// Permission bits of container path `p` as seen inside the namespace.
+    fn mode(&self, p: &str) -> u32 {
+        std::fs::metadata(format!(
+            "/proc/{}/root{}",
+            self.pid(),
+            self.host_path(p).display()
+        ))
+        .unwrap()
+        .mode()
+            & 0o7777
+    }
+
+    fn host_journal(&self) -> PathBuf {
+        Path::new("/var/log/journal").join(self.machine_id())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.sleeper.kill();
+        let _ = self.sleeper.wait();
+        for d in &self.cgroup_dirs {
+            for _ in 0..100 {
+                if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.host_journal());
+        let _ = &self.dir; // removed by TempDir's own Drop
+    }
+}
+
+fn assert_ok(o: &Output) {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "hook failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn opt(m: &MountInfo, key: &str) -> Option<String> {
+    m.super_options.get(key).cloned().flatten()
+}
+
+fn has_flag(m: &MountInfo, flag: &str) -> bool {
+    m.mount_options.contains_key(flag)
+}
+
+#[test]
+fn prestart_prepares_the_namespace_and_poststop_cleans_up() {
+    let sb = Sandbox::new(json!({"linux": {"resources": {"memory": {"limit": 268435456}}}}));
+    let host_before = host_mounts();
+    assert!(sb.mount_at("/run").is_none());
+    assert_ok(&sb.prestart());
+
+    // tmpfs on /run, /run/lock, /tmp with the documented options.
+    for (p, mode, size) in [
+        ("/run", 0o755, Some("65536k")),
+        ("/run/lock", 0o755, Some("65536k")),
+        ("/tmp", 0o1777, Some("131072k")),
+    ] {
+        let m = sb.mount_at(p).unwrap_or_else(|| panic!("no mount at {p}"));
+        assert_eq!(m.fs_type, "tmpfs", "{p}");
+        assert_eq!(sb.mode(p), mode, "{p} mode");
+        assert_eq!(opt(&m, "size").as_deref(), size, "{p} size");
+        assert!(
+            has_flag(&m, "nosuid") && has_flag(&m, "nodev"),
+            "{p}: {:?}",
+            m.mount_options
+        );
+        assert!(has_flag(&m, "rw"), "{p}");
+    }
+    // tmpcopyup: image content is visible in the new tmpfs.
+    assert_eq!(sb.read("/run/seed-run").unwrap(), b"from image /run\n");
+    assert_eq!(sb.read("/tmp/seed-tmp").unwrap(), b"from image /tmp\n");
+
+    // The journal: a host dir bound at the same path.
+    let mid = sb.machine_id().to_string();
+    assert!(sb.host_journal().is_dir());
+    let j = sb
+        .mount_at(&format!("/var/log/journal/{mid}"))
+        .expect("journal bind");
+    assert_eq!(
+        j.root,
+        sb.host_journal().to_string_lossy(),
+        "bound from the host journal dir"
+    );
+    assert!(has_flag(&j, "rw"));
+
+    // /etc/machine-id.
+    assert_eq!(
+        sb.read("/etc/machine-id").unwrap(),
+        format!("{mid}\n").as_bytes()
+    );
+
+    // cgroups.
+    match sb.layout {
+        Layout::Hybrid | Layout::Legacy => {
+            let t = sb
+                .mount_at("/sys/fs/cgroup")
+                .expect("tmpfs on /sys/fs/cgroup");
+            assert_eq!(t.fs_type, "tmpfs");
+            assert!(
+                has_flag(&t, "ro"),
+                "/sys/fs/cgroup read-only: {:?}",
+                t.mount_options
+            );
+            let h = sb
+                .mount_at("/sys/fs/cgroup/systemd")
+                .expect("name=systemd hierarchy");
+            assert_eq!(h.fs_type, "cgroup");
+            assert_eq!(h.root, "/");
+            assert!(has_flag(&h, "ro"), "hierarchy read-only");
+            let own = sb
+                .mount_at(&format!("/sys/fs/cgroup/systemd{}", sb.cgroup))
+                .expect("own cgroup");
+            assert_eq!(own.root, sb.cgroup);
+            assert!(has_flag(&own, "rw"), "own cgroup writable");
+            let ra = sb
+                .mount_at("/sys/fs/cgroup/systemd/release_agent")
+                .expect("release_agent masked");
+            assert!(has_flag(&ra, "ro"));
+        }
+        Layout::Unified => assert!(sb.mount_at("/sys/fs/cgroup").is_none()),
+    }
+
+    // Nothing changed on the host's mount table.
+    assert_eq!(host_mounts(), host_before);
+
+    // Poststop: no pid, no PATH; empties the machine-id; twice is fine.
+    for _ in 0..2 {
+        assert_ok(&sb.poststop());
+        assert_eq!(
+            std::fs::read(sb.rootfs.join("etc/machine-id")).unwrap(),
+            b""
+        );
+    }
+}
+
+#[test]
+fn user_mounts_under_run_and_tmp_stay_visible_with_their_mode() {
+    let sb = Sandbox::new(json!({}));
+    let src = sb.dir.path().join("secrets");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("key"), b"s3cret").unwrap();
+    let sock = sb.dir.path().join("app.sock");
+    std::fs::write(&sock, b"").unwrap();
+    std::fs::create_dir_all(sb.rootfs.join("run/secrets/app")).unwrap();
+    std::fs::write(sb.rootfs.join("run/app.sock"), b"").unwrap();
+    std::fs::create_dir_all(sb.rootfs.join("tmp/work")).unwrap();
+    sb.nsenter(&[
+        "mount",
+        "--bind",
+        "-o",
+        "ro",
+        src.to_str().unwrap(),
+        sb.host_path("/run/secrets/app").to_str().unwrap(),
+    ]);
+    sb.nsenter(&[
+        "mount",
+        "--bind",
+        sock.to_str().unwrap(),
+        sb.host_path("/run/app.sock").to_str().unwrap(),
+    ]);
+    sb.nsenter(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=1m",
+        "tmpfs",
+        sb.host_path("/tmp/work").to_str().unwrap(),
+    ]);
+    std::fs::write(
+        format!(
+            "/proc/{}/root{}/marker",
+            sb.pid(),
+            sb.host_path("/tmp/work").display()
+        ),
+        b"w",
+    )
+    .unwrap();
+
+    assert_ok(&sb.prestart());
+
+    let run = sb.mount_at("/run").unwrap();
+    let tmp = sb.mount_at("/tmp").unwrap();
+    let secrets = sb.mount_at("/run/secrets/app").expect("volume kept");
+    assert_eq!(
+        secrets.pid, run.mnt_id,
+        "the volume now sits on the new /run tmpfs"
+    );
+    assert!(has_flag(&secrets, "ro"), "still read-only");
+    assert_eq!(sb.read("/run/secrets/app/key").unwrap(), b"s3cret");
+    let s = sb.mount_at("/run/app.sock").expect("file bind kept");
+    assert_eq!(s.pid, run.mnt_id);
+    assert!(has_flag(&s, "rw"));
+    let w = sb.mount_at("/tmp/work").expect("mount under /tmp kept");
+    assert_eq!(w.pid, tmp.mnt_id);
+    assert_eq!(sb.read("/tmp/work/marker").unwrap(), b"w");
+    // Mounted content was moved, not copied into the tmpfs underneath.
+    assert!(
+        !sb.mounts()
+            .iter()
+            .any(|m| m.mount_point == sb.host_path("/run/secrets/app") && m.pid != run.mnt_id)
+    );
+}
+
+#[test]
+fn destinations_mounted_by_config_are_left_alone() {
+    let sb = Sandbox::new(json!({"mounts": [
+        {"destination": "/run/", "type": "tmpfs", "source": "tmpfs"},
+        {"destination": "/etc/machine-id", "type": "bind", "source": "/dev/null"}
+    ]}));
+    assert_ok(&sb.prestart());
+    assert!(
+        sb.mount_at("/run").is_none(),
+        "config.json mounts /run: the runtime does it, not the hook"
+    );
+    assert_eq!(
+        sb.mount_at("/run/lock").map(|m| m.fs_type).as_deref(),
+        Some("tmpfs")
+    );
+    assert_eq!(
+        sb.read("/etc/machine-id").unwrap(),
+        b"",
+        "machine-id untouched"
+    );
+}
+
+#[test]
+fn private_cgroupns_binds_the_own_cgroup_at_the_hierarchy_mount_point() {
+    let sb =
+        Sandbox::new(json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "cgroup"}]}}));
+    assert_ok(&sb.prestart());
+    match sb.layout {
+        Layout::Hybrid | Layout::Legacy => {
+            let m = sb.mount_at("/sys/fs/cgroup/systemd").unwrap();
+            assert_eq!(
+                m.root, sb.cgroup,
+                "the container's own cgroup, not the hierarchy"
+            );
+            assert!(has_flag(&m, "rw"));
+            assert!(
+                sb.mount_at("/sys/fs/cgroup/systemd/release_agent")
+                    .is_none()
+            );
+        }
+        Layout::Unified => {}
+    }
+}
+
+#[test]
+fn read_only_image_gets_machine_id_by_bind_and_journal_in_run() {
+    let sb = Sandbox::new(json!({"root": {"readonly": true}}));
+    assert_ok(&sb.prestart());
+    let mid = sb.machine_id().to_string();
+    assert_eq!(
+        sb.read("/etc/machine-id").unwrap(),
+        format!("{mid}\n").as_bytes()
+    );
+    assert_eq!(
+        std::fs::read(sb.rootfs.join("etc/machine-id")).unwrap(),
+        b"",
+        "image file unchanged"
+    );
+    let m = sb
+        .mount_at("/etc/machine-id")
+        .expect("bind over /etc/machine-id");
+    assert!(has_flag(&m, "ro"));
+    assert!(sb.mount_at(&format!("/run/log/journal/{mid}")).is_some());
+    assert!(
+        !sb.rootfs.join("var/log/journal").exists(),
+        "nothing created in the image"
+    );
+    assert_ok(&sb.poststop());
+}
+
+#[test]
+fn failure_midway_leaves_nothing_on_the_host() {
+    let sb = Sandbox::new(json!({}));
+    std::fs::remove_dir_all(sb.rootfs.join("tmp")).unwrap();
+    std::fs::write(sb.rootfs.join("tmp"), b"a file where a directory belongs").unwrap();
+    let host_before = host_mounts();
+    let o = sb.prestart();
+    assert_eq!(o.status.code(), Some(1));
+    let errors: Vec<_> = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| l.contains(": error: "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("/tmp"), "{errors:?}");
+    assert!(
+        !sb.host_journal().exists(),
+        "journal dir made before the failure is removed"
+    );
+    assert_eq!(host_mounts(), host_before);
+}
+
+#[test]
+fn non_systemd_container_is_not_touched() {
+    let sb = Sandbox::new(
+        json!({"process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["sleep", "100"]}}),
+    );
+    let before: Vec<_> = sb.mounts().into_iter().map(|m| m.mount_point).collect();
+    assert_ok(&sb.prestart());
+    let after: Vec<_> = sb.mounts().into_iter().map(|m| m.mount_point).collect();
+    assert_eq!(before, after);
+    assert!(!sb.host_journal().exists());
+    assert_eq!(
+        std::fs::read(sb.rootfs.join("etc/machine-id")).unwrap(),
+        b""
+    );
+}
+
+#[test]
+fn refuses_a_pid_in_the_host_mount_namespace() {
+    let sb = Sandbox::new(json!({}));
+    let mut host_proc = Command::new("sleep").arg("60").spawn().unwrap();
+    let host_before = host_mounts();
+    let state = json!({"id": sb.id, "pid": host_proc.id(), "bundle": sb.bundle});
+    let o = sb.hook(&state, &[], false);
+    let _ = host_proc.kill();
+    let _ = host_proc.wait();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("refusing"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(host_mounts(), host_before);
+    assert!(!sb.host_journal().exists());
+}
