@@ -118,18 +118,14 @@ impl Sandbox {
             std::fs::write(d.join("cgroup.procs"), pid.to_string()).unwrap();
             cgroup_dirs.push(d);
         }
-        let id = format!(
-            "{:0>64}",
-            format!(
-                "{:x}{:x}",
-                pid,
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos()
-            )
-        );
-        let id = format!("c{}", &id[1..]); // never all zeros
+        // A podman-like 64-hex id whose first 32 characters (the machine-id)
+        // are unique per sandbox.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let uniq = format!("{nanos:016x}{pid:08x}");
+        let id = format!("{uniq}{uniq}{uniq}")[..64].to_string();
         Sandbox {
             dir,
             bundle,
@@ -279,6 +275,7 @@ fn has_flag(m: &MountInfo, flag: &str) -> bool {
 }
 
 #[test]
+#[serial_test::serial]
 fn prestart_prepares_the_namespace_and_poststop_cleans_up() {
     let sb = Sandbox::new(json!({"linux": {"resources": {"memory": {"limit": 268435456}}}}));
     let host_before = host_mounts();
@@ -370,6 +367,7 @@ fn prestart_prepares_the_namespace_and_poststop_cleans_up() {
 }
 
 #[test]
+#[serial_test::serial]
 fn user_mounts_under_run_and_tmp_stay_visible_with_their_mode() {
     let sb = Sandbox::new(json!({}));
     let src = sb.dir.path().join("secrets");
@@ -439,6 +437,7 @@ fn user_mounts_under_run_and_tmp_stay_visible_with_their_mode() {
 }
 
 #[test]
+#[serial_test::serial]
 fn destinations_mounted_by_config_are_left_alone() {
     let sb = Sandbox::new(json!({"mounts": [
         {"destination": "/run/", "type": "tmpfs", "source": "tmpfs"},
@@ -461,6 +460,7 @@ fn destinations_mounted_by_config_are_left_alone() {
 }
 
 #[test]
+#[serial_test::serial]
 fn private_cgroupns_binds_the_own_cgroup_at_the_hierarchy_mount_point() {
     let sb =
         Sandbox::new(json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "cgroup"}]}}));
@@ -483,6 +483,7 @@ fn private_cgroupns_binds_the_own_cgroup_at_the_hierarchy_mount_point() {
 }
 
 #[test]
+#[serial_test::serial]
 fn read_only_image_gets_machine_id_by_bind_and_journal_in_run() {
     let sb = Sandbox::new(json!({"root": {"readonly": true}}));
     assert_ok(&sb.prestart());
@@ -509,6 +510,7 @@ fn read_only_image_gets_machine_id_by_bind_and_journal_in_run() {
 }
 
 #[test]
+#[serial_test::serial]
 fn failure_midway_leaves_nothing_on_the_host() {
     let sb = Sandbox::new(json!({}));
     std::fs::remove_dir_all(sb.rootfs.join("tmp")).unwrap();
@@ -531,6 +533,7 @@ fn failure_midway_leaves_nothing_on_the_host() {
 }
 
 #[test]
+#[serial_test::serial]
 fn non_systemd_container_is_not_touched() {
     let sb = Sandbox::new(
         json!({"process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["sleep", "100"]}}),
@@ -547,6 +550,7 @@ fn non_systemd_container_is_not_touched() {
 }
 
 #[test]
+#[serial_test::serial]
 fn refuses_a_pid_in_the_host_mount_namespace() {
     let sb = Sandbox::new(json!({}));
     let mut host_proc = Command::new("sleep").arg("60").spawn().unwrap();
