@@ -1,0 +1,100 @@
+# bats helpers for the conformance suite. Loaded by every *.bats file.
+# shellcheck shell=bash
+
+# shellcheck source=integration/lib.bash
+. "$BATS_TEST_DIRNAME/lib.bash"
+
+OSH_RUNTIME=${OSH_RUNTIME:-crun}
+
+# The systemd rootfs (integration/build-rootfs.sh prints it; `make
+# integration` passes it). A privileged test that cannot run fails loudly.
+osh_require() {
+  [ "$(id -u)" = 0 ] || { echo "the integration suite needs root" >&2; return 1; }
+  [ -n "${OSH_ROOTFS:-}" ] && [ -x "$OSH_ROOTFS/sbin/init" ] \
+    || { echo "OSH_ROOTFS=${OSH_ROOTFS:-} is not a systemd rootfs (run via 'make integration')" >&2; return 1; }
+  [ -x "$OSH_HOOK" ] || { echo "hook binary $OSH_HOOK missing (make build)" >&2; return 1; }
+  command -v "$OSH_RUNTIME" >/dev/null || { echo "runtime $OSH_RUNTIME not installed" >&2; return 1; }
+}
+
+# Per-file hooks dirs: the real descriptor, and one that always calls the
+# hook (to prove the hook's own decision leaves non-systemd containers alone).
+osh_setup_hooks() {
+  export OSH_HOOKS=$BATS_FILE_TMPDIR/hooks.d
+  export OSH_HOOKS_ALWAYS=$BATS_FILE_TMPDIR/hooks-always.d
+  osh_hooks_dir "$OSH_HOOKS"
+  mkdir -p "$OSH_HOOKS_ALWAYS"
+  sed 's|"commands": \[|"always": true, "commands": [|' "$OSH_HOOKS/oci-systemd-hook.json" \
+    > "$OSH_HOOKS_ALWAYS/oci-systemd-hook.json"
+}
+
+# osh_host_mounts: the host's mount points and sources, sorted.
+osh_host_mounts() { awk '{print $4, $5}' /proc/self/mountinfo | sort; }
+
+# osh_overlay NAME: an overlay over the cached rootfs with extra image
+# content from "$BATS_TEST_TMPDIR/$NAME-seed" (if any); prints the merged
+# dir. It survives the container, so poststop's work on it can be checked.
+osh_overlay() {
+  local base=$BATS_TEST_TMPDIR/$1 lower=$OSH_ROOTFS
+  mkdir -p "$base/upper" "$base/work" "$base/merged"
+  if [ -d "$base-seed" ]; then lower=$base-seed:$OSH_ROOTFS; fi
+  mount -t overlay overlay -o "lowerdir=$lower,upperdir=$base/upper,workdir=$base/work" "$base/merged"
+  echo "$base/merged"
+}
+
+# osh_podman_run ARGS...: podman run -d with the hook; sets CID and MID.
+osh_podman_run() {
+  CID=$(podman --runtime "$OSH_RUNTIME" --hooks-dir "${OSH_HOOKS_DIR_OVERRIDE:-$OSH_HOOKS}" \
+    run -d "${OSH_PODMAN_ARGS[@]}" "$@")
+  MID=$(osh_machine_id "$CID")
+  echo "$CID" >> "$BATS_TEST_TMPDIR/containers"
+}
+
+# osh_exec CMD...: runs CMD in the container.
+osh_exec() { podman exec "$CID" "$@"; }
+
+# osh_assert_booted: systemd reaches running; degraded only when no failed
+# unit is about the container setup (mounts, cgroups, journal, machine-id).
+osh_assert_booted() {
+  local state
+  state=$(osh_wait_running "$CID" 90) || { echo "systemd did not settle: $state" >&2; podman logs "$CID" >&2 || true; return 1; }
+  if [ "$state" = degraded ]; then
+    local failed
+    failed=$(osh_exec systemctl --failed --no-legend --plain)
+    echo "degraded; failed units: $failed" >&2
+    if grep -Eiq 'mount|cgroup|journal|machine-id|tmp' <<<"$failed"; then return 1; fi
+  fi
+}
+
+# osh_mount TARGET: "FSTYPE OPTIONS" of the topmost mount at TARGET inside.
+osh_mount() { osh_exec findmnt -n -o FSTYPE,OPTIONS --mountpoint "$1" | tail -n 1; }
+
+# osh_stop: podman stop -t 10 (SIGRTMIN+3, then SIGKILL after 10 s); asserts
+# exit code 0, which a SIGKILL (137) cannot give, so systemd halted within
+# 10 s; and the halt in the container's journal on the host. Sets
+# STOP_SECONDS for the report (no timing limit in tests).
+osh_stop() {
+  local t0 t1 code
+  t0=$(osh_now)
+  podman stop -t 10 "$CID" >/dev/null
+  t1=$(osh_now)
+  STOP_SECONDS=$(osh_elapsed "$t0" "$t1")
+  code=$(podman inspect -f '{{.State.ExitCode}}' "$CID")
+  [ "$code" = 0 ] || { echo "exit code $code after stop" >&2; return 1; }
+  journalctl -D "/var/log/journal/$MID" --no-pager | grep -q 'systemd-halt.service\|Reached target.*System Shutdown' \
+    || { echo "no halt in the journal" >&2; return 1; }
+}
+
+# Removes every container this test made (by id), its journal dir and overlays.
+osh_teardown() {
+  local id
+  if [ -f "$BATS_TEST_TMPDIR/containers" ]; then
+    while read -r id; do
+      podman rm -f -t 0 "$id" >/dev/null 2>&1 || true
+      rm -rf "/var/log/journal/${id:0:32}"
+    done < "$BATS_TEST_TMPDIR/containers"
+  fi
+  for m in "$BATS_TEST_TMPDIR"/*/merged; do
+    mountpoint -q "$m" 2>/dev/null && umount "$m"
+  done
+  return 0
+}

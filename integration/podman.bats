@@ -1,0 +1,137 @@
+#!/usr/bin/env bats
+# Conformance: real systemd containers under podman with the hook.
+# OSH_RUNTIME selects the OCI runtime (crun, runc); OSH_ROOTFS the systemd rootfs.
+
+load helpers
+
+setup_file() {
+  osh_require
+  osh_setup_hooks
+  # Warm podman up so that its one-time mounts are not counted as leaks.
+  podman --runtime "$OSH_RUNTIME" run --rm --network=none "${OSH_PODMAN_ARGS[@]:4}" --rootfs "$OSH_ROOTFS:O" /bin/true
+}
+
+setup() { osh_require; }
+teardown() { osh_teardown; }
+
+report() { echo "# $OSH_RUNTIME $BATS_TEST_DESCRIPTION: $*" >&3; }
+
+@test "boots to running, mounts as designed, stops on SIGRTMIN+3, leaves no mount behind" {
+  before=$(osh_host_mounts)
+  t0=$(osh_now)
+  osh_podman_run --memory 512m --rootfs "$OSH_ROOTFS:O" /sbin/init
+  osh_assert_booted
+  t1=$(osh_now)
+
+  # tmpfs with the right mode, nosuid, nodev and sizes.
+  for m in /run /run/lock /tmp; do
+    read -r fstype opts <<<"$(osh_mount "$m")"
+    [ "$fstype" = tmpfs ] || { echo "$m is $fstype" >&2; false; }
+    [[ ",$opts," == *,nosuid,* && ",$opts," == *,nodev,* ]] || { echo "$m: $opts" >&2; false; }
+  done
+  [ "$(osh_exec stat -c %a /run)" = 755 ]
+  [ "$(osh_exec stat -c %a /run/lock)" = 755 ]
+  [ "$(osh_exec stat -c %a /tmp)" = 1777 ]
+  [[ "$(osh_mount /run)" == *size=65536k* ]]
+  [[ "$(osh_mount /tmp)" == *size=262144k* ]]   # half of --memory 512m
+
+  # cgroups: name=systemd hierarchy read-only, own cgroup writable.
+  cg=$(osh_exec awk -F: '$2 == "name=systemd" {print $3}' /proc/1/cgroup)
+  [[ "$cg" == */init.scope ]]
+  own=${cg%/init.scope}
+  [[ "$(osh_mount /sys/fs/cgroup/systemd)" == cgroup\ ro,* ]]
+  [[ "$(osh_mount "/sys/fs/cgroup/systemd$own")" == cgroup\ rw,* ]]
+  osh_exec test -w "/sys/fs/cgroup/systemd$cg/cgroup.procs"
+  ! osh_exec sh -c 'echo 1 > /sys/fs/cgroup/systemd/release_agent' 2>/dev/null
+
+  # machine-id and container detection.
+  [ "$(osh_exec cat /etc/machine-id)" = "$MID" ]
+  virt=$(osh_exec systemd-detect-virt --container) || true
+  [ -n "$virt" ] && [ "$virt" != none ]
+
+  # The host sees this boot in the container's journal.
+  journalctl -D "/var/log/journal/$MID" --no-pager | grep -q 'Reached target.*Multi-User\|Startup finished'
+
+  osh_stop
+  podman rm "$CID" >/dev/null
+  after=$(osh_host_mounts)
+  diff <(echo "$before") <(echo "$after")
+  report "running after $(osh_elapsed "$t0" "$t1") s, stop $STOP_SECONDS s"
+}
+
+@test "private cgroupns: the own cgroup is the hierarchy root inside" {
+  osh_podman_run --cgroupns=private --rootfs "$OSH_ROOTFS:O" /sbin/init
+  osh_assert_booted
+  [ "$(osh_exec awk -F: '$2 == "name=systemd" {print $3}' /proc/1/cgroup)" = /init.scope ]
+  [[ "$(osh_mount /sys/fs/cgroup/systemd)" == cgroup\ rw,* ]]
+  osh_stop
+}
+
+@test "image content in /run and /tmp is copied up; volumes and binds under /run stay with their mode" {
+  seed=$BATS_TEST_TMPDIR/img-seed
+  mkdir -p "$seed/run/app" "$seed/tmp" "$seed/etc/tmpfiles.d"
+  # systemd-tmpfiles empties /tmp at boot (tmp.conf: "D /tmp"); an image
+  # that wants its /tmp content kept says so.
+  echo 'd /tmp 1777 root root -' > "$seed/etc/tmpfiles.d/tmp.conf"
+  echo run-seed > "$seed/run/app/seed"
+  echo tmp-seed > "$seed/tmp/seed"
+  rootfs=$(osh_overlay img)
+  vol=$BATS_TEST_TMPDIR/vol; mkdir -p "$vol"; echo s3cret > "$vol/key"
+  sock=$BATS_TEST_TMPDIR/app.sock; : > "$sock"
+  osh_podman_run -v "$vol:/run/secrets/app:ro" -v "$sock:/run/app.sock" --rootfs "$rootfs" /sbin/init
+  osh_assert_booted
+  [ "$(osh_exec cat /run/app/seed)" = run-seed ]
+  [ "$(osh_exec cat /tmp/seed)" = tmp-seed ]
+  [ "$(osh_exec cat /run/secrets/app/key)" = s3cret ]
+  [[ "$(osh_mount /run/secrets/app)" == *\ ro,* ]]
+  [[ "$(osh_mount /run/app.sock)" == *\ rw,* ]]
+  osh_exec sh -c 'echo hi > /run/app.sock'
+  [ "$(cat "$sock")" = hi ]
+  [ -e "$rootfs/run/.containerenv" ] || osh_exec test -e /run/.containerenv
+  osh_stop
+  podman rm "$CID" >/dev/null
+  # poststop emptied the machine-id in the surviving rootfs.
+  [ ! -s "$rootfs/etc/machine-id" ]
+}
+
+@test "--read-only: boots without writing the machine-id into the image" {
+  rootfs=$(osh_overlay ro)
+  osh_podman_run --read-only --rootfs "$rootfs" /sbin/init
+  osh_assert_booted
+  [ "$(osh_exec cat /etc/machine-id)" = "$MID" ]
+  [ ! -s "$rootfs/etc/machine-id" ]
+  [ ! -e "$BATS_TEST_TMPDIR/ro/upper/etc/machine-id" ]
+  osh_stop
+}
+
+@test "left alone: oci-systemd-hook=disabled" {
+  rootfs=$(osh_overlay off)
+  OSH_HOOKS_DIR_OVERRIDE=$OSH_HOOKS_ALWAYS osh_podman_run -e oci-systemd-hook=disabled --rootfs "$rootfs" /sbin/init
+  # Without the hook's mounts systemd cannot boot (ENVIRONMENT.md: "Failed to
+  # mount tmpfs at /run") and exits; the hook itself succeeded, or podman run
+  # would have failed.
+  podman wait "$CID" >/dev/null
+  [ "$(podman inspect -f '{{.State.ExitCode}}' "$CID")" != 0 ]
+  [ ! -e "/var/log/journal/$MID" ]
+  [ ! -e "$BATS_TEST_TMPDIR/off/upper/etc/machine-id" ]
+  [ ! -e "$BATS_TEST_TMPDIR/off/upper/var/log/journal" ]
+}
+
+@test "left alone: a sleep container, even with a hook that is always called" {
+  rootfs=$(osh_overlay sleep)
+  OSH_HOOKS_DIR_OVERRIDE=$OSH_HOOKS_ALWAYS osh_podman_run --rootfs "$rootfs" /bin/sleep 60
+  osh_exec true
+  ! osh_exec findmnt --mountpoint /run
+  ! osh_exec findmnt --mountpoint /tmp
+  [ ! -e "/var/log/journal/$MID" ]
+  [ ! -e "$BATS_TEST_TMPDIR/sleep/upper/etc/machine-id" ]
+}
+
+@test "left alone: podman --init (the init shim as args[0]), even with a hook that is always called" {
+  OSH_HOOKS_DIR_OVERRIDE=$OSH_HOOKS_ALWAYS osh_podman_run --init --rootfs "$OSH_ROOTFS:O" /bin/sleep 60
+  args0=$(podman inspect -f '{{.Path}}' "$CID")   # process.args[0] of the OCI config
+  [[ "$args0" == /dev/init || "$args0" == */podman-init ]]
+  osh_exec true
+  ! osh_exec findmnt --mountpoint /run
+  [ ! -e "/var/log/journal/$MID" ]
+}
