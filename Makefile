@@ -50,8 +50,12 @@ test-unit:
 test-privileged:
 	$(CARGO) test --locked --test privileged -- --test-threads=1
 
+# The conformance suite: podman with crun, podman with runc, bare runc.
 integration: build rootfs
-	OSH_ROOTFS=$$(integration/build-rootfs.sh) $(BATS) --timing integration/
+	rootfs=$$(integration/build-rootfs.sh) && \
+	OSH_ROOTFS=$$rootfs OSH_RUNTIME=crun $(BATS) --timing integration/podman.bats && \
+	OSH_ROOTFS=$$rootfs OSH_RUNTIME=runc $(BATS) --timing integration/podman.bats && \
+	OSH_ROOTFS=$$rootfs $(BATS) --timing integration/runc.bats
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,121 @@
+#!/usr/bin/env bats
+# Conformance: bare runc (no podman) with a config.json written here: podman's
+# default capability set, a 64-hex id, a relative root.path, the hook as a
+# prestart (or createRuntime) and poststop hook; poststop through `runc delete`.
+
+load helpers
+
+setup_file() {
+  OSH_RUNTIME=runc osh_require
+}
+
+setup() {
+  OSH_RUNTIME=runc osh_require
+  ID=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  MID=${ID:0:32}
+  BUNDLE=$BATS_TEST_TMPDIR/bundle
+  mkdir -p "$BUNDLE"
+}
+
+teardown() {
+  runc delete --force "$ID" >/dev/null 2>&1 || true
+  mountpoint -q "$BUNDLE/rootfs" && umount "$BUNDLE/rootfs"
+  rm -rf "/var/log/journal/$MID"
+}
+
+# write_config STAGE EXTRA_NAMESPACE
+write_config() {
+  local stage=$1 extra_ns=${2:-} nofile
+  nofile=$(ulimit -Hn); [ "$nofile" -gt 20000 ] && nofile=20000
+  local caps='"CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FOWNER","CAP_FSETID","CAP_KILL","CAP_NET_BIND_SERVICE","CAP_SETFCAP","CAP_SETGID","CAP_SETPCAP","CAP_SETUID","CAP_SYS_CHROOT"'
+  cat > "$BUNDLE/config.json" <<JSON
+{
+  "ociVersion": "1.0.2",
+  "root": {"path": "rootfs", "readonly": false},
+  "hostname": "runc-systemd",
+  "process": {
+    "terminal": false,
+    "user": {"uid": 0, "gid": 0},
+    "args": ["/sbin/init"],
+    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "container=oci"],
+    "cwd": "/",
+    "capabilities": {"bounding": [$caps], "effective": [$caps], "permitted": [$caps]},
+    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": $nofile, "soft": $nofile}],
+    "noNewPrivileges": false
+  },
+  "mounts": [
+    {"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+  ],
+  "hooks": {
+    "$stage": [{"path": "$OSH_HOOK"}],
+    "poststop": [{"path": "$OSH_HOOK"}]
+  },
+  "linux": {
+    "cgroupsPath": "/oci-systemd-hook-runc-${ID:0:12}",
+    "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}$extra_ns],
+    "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+    "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+  }
+}
+JSON
+}
+
+# run_and_check: boots, checks, stops with signal 37, deletes; asserts poststop.
+run_and_check() {
+  local before after state t0 t1 i
+  mkdir -p "$BATS_TEST_TMPDIR/up" "$BATS_TEST_TMPDIR/work" "$BUNDLE/rootfs"
+  mount -t overlay overlay -o "lowerdir=$OSH_ROOTFS,upperdir=$BATS_TEST_TMPDIR/up,workdir=$BATS_TEST_TMPDIR/work" "$BUNDLE/rootfs"
+  before=$(osh_host_mounts)
+  t0=$(osh_now)
+  (cd "$BUNDLE" && runc run -d "$ID" </dev/null >"$BATS_TEST_TMPDIR/console.log" 2>&1)
+  state=""
+  for ((i = 0; i < 180; i++)); do
+    state=$(runc exec "$ID" systemctl is-system-running 2>/dev/null) || true
+    [ "$state" = running ] || [ "$state" = degraded ] && break
+    sleep 0.5
+  done
+  t1=$(osh_now)
+  echo "state=$state" >&2
+  runc exec "$ID" systemctl --failed --no-legend >&2 || true
+  [ "$state" = running ]
+  [ "$(runc exec "$ID" cat /etc/machine-id)" = "$MID" ]
+  [ "$(runc exec "$ID" findmnt -n -o FSTYPE --mountpoint /run)" = tmpfs ]
+  [ "$(runc exec "$ID" stat -c %a /tmp)" = 1777 ]
+  runc exec "$ID" sh -c "test -w /sys/fs/cgroup/systemd\$(awk -F: '\$2 == \"name=systemd\" {print \$3}' /proc/1/cgroup)/cgroup.procs"
+  journalctl -D "/var/log/journal/$MID" --no-pager | grep -q 'Startup finished\|Reached target.*Multi-User'
+
+  # runc wants the signal number: 37 is SIGRTMIN+3.
+  local t2 t3
+  t2=$(osh_now)
+  runc kill "$ID" 37
+  for ((i = 0; i < 100; i++)); do
+    [ "$(runc state "$ID" 2>/dev/null | grep -o '"status": *"[a-z]*"' | grep -o '[a-z]*"$')" = 'stopped"' ] && break
+    sleep 0.1
+  done
+  t3=$(osh_now)
+  runc state "$ID" | grep -q '"status": *"stopped"'
+  journalctl -D "/var/log/journal/$MID" --no-pager | grep -q 'systemd-halt.service\|Reached target.*System Shutdown'
+  [ -s "$BUNDLE/rootfs/etc/machine-id" ]
+  runc delete "$ID"
+  [ ! -s "$BUNDLE/rootfs/etc/machine-id" ]   # poststop emptied it
+  after=$(osh_host_mounts)
+  diff <(echo "$before") <(echo "$after")
+  echo "# runc $BATS_TEST_DESCRIPTION: running after $(osh_elapsed "$t0" "$t1") s, stop $(osh_elapsed "$t2" "$t3") s" >&3
+}
+
+@test "bare runc, prestart hook, host cgroupns: boots, stops on signal 37, poststop on delete" {
+  write_config prestart
+  run_and_check
+}
+
+@test "bare runc, createRuntime hook, private cgroupns" {
+  write_config createRuntime ', {"type": "cgroup"}'
+  run_and_check
+  [ -z "$(ls /sys/fs/cgroup/systemd | grep "oci-systemd-hook-runc-${ID:0:12}")" ]
+}
