@@ -18,6 +18,13 @@
 //!   shows inside); with a private cgroupns the container's cgroup itself is
 //!   bound at `/sys/fs/cgroup/systemd` (what `/proc/1/cgroup` shows: `/`).
 //!   `release_agent` is masked with `/dev/null` as podman does.
+//! - cgroups (unified v2): the same rule with the cgroup2 hierarchy at
+//!   `/sys/fs/cgroup` itself (systemd's CONTAINER_INTERFACE.md: the container's
+//!   own cgroup writable, its parents not). With the host cgroupns
+//!   `/proc/1/cgroup` inside shows the full host path, so the hierarchy is
+//!   bound read-only and the own cgroup read-write at that path; with a private
+//!   cgroupns the own cgroup is bound at `/sys/fs/cgroup`. The bind keeps the
+//!   host superblock's options (`nsdelegate`).
 //! - `/etc/machine-id` holds the machine-id (systemd's `machine-id(5)`); with
 //!   `root.readonly` it is written to `/run/machine-id` and bound read-only
 //!   over `/etc/machine-id`, as systemd itself does for a read-only `/etc`.
@@ -48,6 +55,8 @@ pub struct HostFacts {
     pub cgroups: ContainerCgroups,
     /// Host mount point of the v1 `name=systemd` hierarchy.
     pub systemd_mount: Option<PathBuf>,
+    /// Host mount point of the cgroup2 hierarchy.
+    pub unified_mount: Option<PathBuf>,
     /// The container's memory limit read from its cgroup, in bytes.
     pub cgroup_memory_limit: Option<u64>,
     /// The host's journal directory root (normally `/var/log/journal`).
@@ -221,14 +230,16 @@ impl fmt::Display for Plan {
 /// Why no prestart plan can be made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
+    /// The container's cgroup is the hierarchy's root: binding it writable
+    /// would hand the whole host hierarchy to the container.
     #[error(
-        "the container's name=systemd cgroup is the hierarchy root; refusing to make the whole hierarchy writable"
+        "the container's cgroup is the hierarchy root; refusing to make the whole hierarchy writable"
     )]
     CgroupIsRoot,
-    #[error(
-        "the container has a name=systemd cgroup but the host has no name=systemd hierarchy mounted"
-    )]
-    NoSystemdHierarchy,
+    /// `/proc/<pid>/cgroup` names a hierarchy (`name=systemd` or `cgroup2`)
+    /// that the host's mount table does not have.
+    #[error("the container has a {0} cgroup but the host has no {0} hierarchy mounted")]
+    NoHierarchy(&'static str),
 }
 
 fn p(s: &str) -> PathBuf {
@@ -325,9 +336,16 @@ fn plan_cgroups(
     plan: &mut Plan,
 ) -> Result<(), PlanError> {
     if facts.layout == Layout::Unified {
-        plan.skipped
-            .push("cgroups: the unified (v2) layout is left as the runtime set it up".into());
-        return Ok(());
+        let Some(cgroup) = &facts.cgroups.unified else {
+            plan.skipped
+                .push("cgroups: the container has no cgroup2 (0::) cgroup".into());
+            return Ok(());
+        };
+        let Some(hierarchy) = &facts.unified_mount else {
+            return Err(PlanError::NoHierarchy("cgroup2"));
+        };
+        // /sys/fs/cgroup itself is the cgroup2 mount point: no tmpfs.
+        return bind_own_cgroup(config, hierarchy, cgroup, p("/sys/fs/cgroup"), false, plan);
     }
     let Some(cgroup) = &facts.cgroups.systemd else {
         plan.skipped
@@ -335,13 +353,8 @@ fn plan_cgroups(
         return Ok(());
     };
     let Some(hierarchy) = &facts.systemd_mount else {
-        return Err(PlanError::NoSystemdHierarchy);
+        return Err(PlanError::NoHierarchy("name=systemd"));
     };
-    let rel = cgroup.strip_prefix("/").unwrap_or(cgroup);
-    if rel.as_os_str().is_empty() {
-        return Err(PlanError::CgroupIsRoot);
-    }
-    let systemd_dir = p("/sys/fs/cgroup/systemd");
     let own_tmpfs = !config.mounts(Path::new("/sys/fs/cgroup"));
     if own_tmpfs {
         plan.actions.push(Action::Tmpfs {
@@ -353,47 +366,81 @@ fn plan_cgroups(
             copy_up: false,
         });
         plan.actions.push(Action::Mkdir {
-            dest: systemd_dir.clone(),
+            dest: p("/sys/fs/cgroup/systemd"),
             mode: 0o755,
         });
     } else {
         plan.skipped
             .push("tmpfs on /sys/fs/cgroup: config.json mounts /sys/fs/cgroup".into());
     }
+    bind_own_cgroup(
+        config,
+        hierarchy,
+        cgroup,
+        p("/sys/fs/cgroup/systemd"),
+        true,
+        plan,
+    )?;
+    if own_tmpfs {
+        plan.actions.push(Action::RemountReadOnly {
+            dest: p("/sys/fs/cgroup"),
+        });
+    }
+    Ok(())
+}
+
+/// Makes the container's own cgroup (`cgroup`, as `/proc/<pid>/cgroup` shows
+/// it from the host) writable at the path systemd inside will look for it,
+/// under `at` (where the hierarchy is mounted inside):
+/// - private cgroupns: systemd sees itself at `/`, so the own cgroup is bound
+///   at `at`;
+/// - host cgroupns: systemd sees the host path, so the hierarchy is bound
+///   read-only at `at` and the own cgroup read-write at `at/<cgroup>`;
+///   v1's `release_agent` (only at a v1 hierarchy root) is masked with
+///   `/dev/null`.
+fn bind_own_cgroup(
+    config: &ContainerConfig,
+    hierarchy: &Path,
+    cgroup: &Path,
+    at: PathBuf,
+    v1: bool,
+    plan: &mut Plan,
+) -> Result<(), PlanError> {
+    let rel = cgroup.strip_prefix("/").unwrap_or(cgroup);
+    if rel.as_os_str().is_empty() {
+        return Err(PlanError::CgroupIsRoot);
+    }
     let own = HostSource::Beneath {
-        base: hierarchy.clone(),
+        base: hierarchy.to_path_buf(),
         path: rel.to_path_buf(),
     };
     if config.cgroupns {
         plan.actions.push(Action::Bind {
             source: own,
-            dest: systemd_dir,
+            dest: at,
             readonly: false,
             fallback: None,
         });
-    } else {
-        plan.actions.push(Action::Bind {
-            source: HostSource::Path(hierarchy.clone()),
-            dest: systemd_dir.clone(),
-            readonly: true,
-            fallback: None,
-        });
-        plan.actions.push(Action::Bind {
-            source: own,
-            dest: systemd_dir.join(rel),
-            readonly: false,
-            fallback: None,
-        });
+        return Ok(());
+    }
+    plan.actions.push(Action::Bind {
+        source: HostSource::Path(hierarchy.to_path_buf()),
+        dest: at.clone(),
+        readonly: true,
+        fallback: None,
+    });
+    plan.actions.push(Action::Bind {
+        source: own,
+        dest: at.join(rel),
+        readonly: false,
+        fallback: None,
+    });
+    if v1 {
         plan.actions.push(Action::Bind {
             source: HostSource::Path(p("/dev/null")),
-            dest: systemd_dir.join("release_agent"),
+            dest: at.join("release_agent"),
             readonly: true,
             fallback: None,
-        });
-    }
-    if own_tmpfs {
-        plan.actions.push(Action::RemountReadOnly {
-            dest: p("/sys/fs/cgroup"),
         });
     }
     Ok(())
@@ -439,6 +486,7 @@ mod tests {
                 unified: Some(p(CG)),
             },
             systemd_mount: Some(p("/sys/fs/cgroup/systemd")),
+            unified_mount: Some(p("/sys/fs/cgroup/unified")),
             cgroup_memory_limit: None,
             journal_root: p("/var/log/journal"),
         }
@@ -617,26 +665,88 @@ mod tests {
         assert!(poststop(&c, &mid()).actions.is_empty());
     }
 
-    #[test]
-    fn unified_and_rootless_cgroups_do_not_fail() {
-        let mut f = hybrid();
-        f.layout = Layout::Unified;
-        f.cgroups = ContainerCgroups {
-            unified: Some(p("/user.slice/x")),
-            ..Default::default()
-        };
-        f.systemd_mount = None;
-        let plan = prestart(&podman_config(), &f, &mid()).unwrap();
-        assert!(
-            !plan
-                .actions
-                .iter()
-                .any(|a| a.to_string().contains("cgroup"))
+    fn unified(fixture: &str) -> HostFacts {
+        use procfs::FromBufRead;
+        let path = format!(
+            "{}/../shared/fixtures/proc-cgroup/{fixture}",
+            env!("CARGO_MANIFEST_DIR")
         );
-        // Hybrid host but a container without a name=systemd line.
+        let f = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+        let parsed = procfs::ProcessCGroups::from_buf_read(f).unwrap();
+        HostFacts {
+            layout: Layout::Unified,
+            cgroups: crate::cgroup::container_cgroups(&parsed),
+            systemd_mount: None,
+            unified_mount: Some(p("/sys/fs/cgroup")),
+            cgroup_memory_limit: None,
+            journal_root: p("/var/log/journal"),
+        }
+    }
+
+    fn cgroup_binds(plan: &Plan) -> Vec<String> {
+        plan.actions
+            .iter()
+            .filter(|a| matches!(a, Action::Bind { dest, .. } if dest.starts_with("/sys")))
+            .map(|a| a.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn unified_host_cgroupns_binds_hierarchy_ro_and_own_cgroup_rw() {
+        for fixture in ["unified-v2-systemd-host.txt", "unified-v2-rootless.txt"] {
+            let f = unified(fixture);
+            let own = f.cgroups.unified.clone().unwrap();
+            let rel = own.strip_prefix("/").unwrap().display().to_string();
+            let plan = prestart(&podman_config(), &f, &mid()).unwrap();
+            assert_eq!(
+                cgroup_binds(&plan),
+                vec![
+                    "bind /sys/fs/cgroup on /sys/fs/cgroup ro".to_string(),
+                    format!(
+                        "bind {rel} beneath /sys/fs/cgroup on /sys/fs/cgroup{} rw",
+                        own.display()
+                    ),
+                ],
+                "{fixture}"
+            );
+            assert!(
+                !plan
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Tmpfs { dest, .. } if dest.starts_with("/sys")))
+            );
+        }
+    }
+
+    #[test]
+    fn unified_private_cgroupns_binds_own_cgroup_at_sys_fs_cgroup() {
+        let mut c = podman_config();
+        c.cgroupns = true;
+        let f = unified("unified-v2-systemd-host.txt");
+        let plan = prestart(&c, &f, &mid()).unwrap();
+        assert_eq!(
+            cgroup_binds(&plan),
+            vec![format!(
+                "bind {} beneath /sys/fs/cgroup on /sys/fs/cgroup rw",
+                f.cgroups
+                    .unified
+                    .unwrap()
+                    .strip_prefix("/")
+                    .unwrap()
+                    .display()
+            )]
+        );
+    }
+
+    #[test]
+    fn missing_cgroup_lines_skip_cgroup_setup() {
+        let mut f = unified("unified-v2-systemd-host.txt");
+        f.cgroups.unified = None;
+        let plan = prestart(&podman_config(), &f, &mid()).unwrap();
+        assert!(cgroup_binds(&plan).is_empty());
         let mut f = hybrid();
         f.cgroups.systemd = None;
-        assert!(prestart(&podman_config(), &f, &mid()).is_ok());
+        assert!(cgroup_binds(&prestart(&podman_config(), &f, &mid()).unwrap()).is_empty());
     }
 
     #[test]
@@ -651,7 +761,19 @@ mod tests {
         f.systemd_mount = None;
         assert_eq!(
             prestart(&podman_config(), &f, &mid()),
-            Err(PlanError::NoSystemdHierarchy)
+            Err(PlanError::NoHierarchy("name=systemd"))
+        );
+        let mut f = unified("unified-v2-systemd-host.txt");
+        f.unified_mount = None;
+        assert_eq!(
+            prestart(&podman_config(), &f, &mid()),
+            Err(PlanError::NoHierarchy("cgroup2"))
+        );
+        let mut f = unified("unified-v2-systemd-host.txt");
+        f.cgroups.unified = Some(p("/"));
+        assert_eq!(
+            prestart(&podman_config(), &f, &mid()),
+            Err(PlanError::CgroupIsRoot)
         );
     }
 

@@ -130,8 +130,10 @@ pub fn host_facts(pid: i32) -> anyhow::Result<HostFacts> {
         cgroup::read_container_cgroups(pid).with_context(|| format!("read /proc/{pid}/cgroup"))?;
     let mounts = procfs::process::Process::myself()?.mountinfo()?;
     let systemd_mount = cgroup::v1_mount_point(&mounts, "name=systemd");
+    let unified_mount = cgroup::v2_mount_point(&mounts);
     let cgroup_memory_limit = match layout {
-        Layout::Unified => cgroup::v2_mount_point(&mounts)
+        Layout::Unified => unified_mount
+            .clone()
             .zip(cgroups.unified.as_ref())
             .and_then(|(m, c)| cgroup::read_memory_limit(&m, c, "memory.max")),
         Layout::Hybrid | Layout::Legacy => cgroup::v1_mount_point(&mounts, "memory")
@@ -142,6 +144,7 @@ pub fn host_facts(pid: i32) -> anyhow::Result<HostFacts> {
         layout,
         cgroups,
         systemd_mount,
+        unified_mount,
         cgroup_memory_limit,
         journal_root: PathBuf::from(HOST_JOURNAL_ROOT),
     })
