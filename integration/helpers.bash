@@ -6,8 +6,19 @@
 
 OSH_RUNTIME=${OSH_RUNTIME:-crun}
 
-# The systemd rootfs (integration/build-rootfs.sh prints it; `make
-# integration` passes it). A privileged test that cannot run fails loudly.
+# The systemd rootfs: OSH_ROOTFS (integration/build-rootfs.sh prints it;
+# `make integration` passes it), or OSH_IMAGE, a podman image whose mounted
+# rootfs is used instead (the Vagrant run builds a Fedora image). A
+# privileged test that cannot run fails loudly.
+if [ -n "${OSH_IMAGE:-}" ] && [ -z "${OSH_ROOTFS:-}" ]; then
+  OSH_ROOTFS=$(podman image mount "$OSH_IMAGE")
+  export OSH_ROOTFS
+fi
+
+# The host's cgroup layout: unified (cgroup2 at /sys/fs/cgroup) or v1
+# (hybrid and legacy alike, from the hook's point of view).
+if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then OSH_LAYOUT=unified; else OSH_LAYOUT=v1; fi
+
 osh_require() {
   [ "$(id -u)" = 0 ] || { echo "the integration suite needs root" >&2; return 1; }
   [ -n "${OSH_ROOTFS:-}" ] && [ -x "$OSH_ROOTFS/sbin/init" ] \
@@ -63,6 +74,51 @@ osh_assert_booted() {
     echo "degraded; failed units: $failed" >&2
     if grep -Eiq 'mount|cgroup|journal|machine-id|tmp' <<<"$failed"; then return 1; fi
   fi
+}
+
+# osh_check_inside CGROUPNS (host|private): the mount table systemd needs,
+# from inside the running container: tmpfs with modes and flags, the cgroup
+# tree (own cgroup writable, the rest not), machine-id, container detection.
+osh_check_inside() {
+  local cgroupns=$1 m fstype opts cg own
+  for m in /run /run/lock /tmp; do
+    read -r fstype opts <<<"$(osh_mount "$m")"
+    [ "$fstype" = tmpfs ] || { echo "$m is '$fstype'" >&2; return 1; }
+    [[ ",$opts," == *,nosuid,* && ",$opts," == *,nodev,* ]] || { echo "$m: $opts" >&2; return 1; }
+  done
+  [ "$(osh_exec stat -c %a /run)" = 755 ]
+  [ "$(osh_exec stat -c %a /run/lock)" = 755 ]
+  [ "$(osh_exec stat -c %a /tmp)" = 1777 ]
+  [[ "$(osh_mount /run)" == *size=65536k* ]]
+
+  if [ "$OSH_LAYOUT" = v1 ]; then
+    cg=$(osh_exec awk -F: '$2 == "name=systemd" {print $3}' /proc/1/cgroup)
+    local at=/sys/fs/cgroup/systemd
+  else
+    cg=$(osh_exec awk -F: '$1 == "0" {print $3}' /proc/1/cgroup)
+    local at=/sys/fs/cgroup
+  fi
+  [[ "$cg" == */init.scope ]] || { echo "PID 1 cgroup: $cg" >&2; return 1; }
+  own=${cg%/init.scope}
+  if [ "$cgroupns" = private ]; then
+    [ -z "$own" ] || { echo "private cgroupns but PID 1 is in $cg" >&2; return 1; }
+    [[ "$(osh_mount "$at")" == cgroup*\ rw,* ]]
+  else
+    [ -n "$own" ]
+    [[ "$(osh_mount "$at")" == cgroup*\ ro,* ]] || { echo "$at: $(osh_mount "$at")" >&2; return 1; }
+    [[ "$(osh_mount "$at$own")" == cgroup*\ rw,* ]] || { echo "$at$own: $(osh_mount "$at$own")" >&2; return 1; }
+    # The parent of the own cgroup is not writable.
+    ! osh_exec sh -c "echo 0 > $at${own%/*}/cgroup.procs" 2>/dev/null
+    if [ "$OSH_LAYOUT" = v1 ]; then
+      ! osh_exec sh -c "echo 1 > $at/release_agent" 2>/dev/null
+    fi
+  fi
+  osh_exec test -w "$at$cg/cgroup.procs"
+
+  [ "$(osh_exec cat /etc/machine-id)" = "$MID" ]
+  local virt
+  virt=$(osh_exec systemd-detect-virt --container) || true
+  [ -n "$virt" ] && [ "$virt" != none ] || { echo "systemd-detect-virt: '$virt'" >&2; return 1; }
 }
 
 # osh_mount TARGET: "FSTYPE OPTIONS" of the topmost mount at TARGET inside.

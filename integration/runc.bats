@@ -17,6 +17,9 @@ setup() {
   mkdir -p "$BUNDLE"
 }
 
+# The shared checks run commands through osh_exec: here that is runc exec.
+osh_exec() { runc exec "$ID" "$@"; }
+
 teardown() {
   runc delete --force "$ID" >/dev/null 2>&1 || true
   mountpoint -q "$BUNDLE/rootfs" && umount "$BUNDLE/rootfs"
@@ -66,7 +69,8 @@ write_config() {
 JSON
 }
 
-# run_and_check: boots, checks, stops with signal 37, deletes; asserts poststop.
+# run_and_check CGROUPNS: boots, checks, stops with signal 37, deletes;
+# asserts poststop.
 run_and_check() {
   local before after state t0 t1 i
   mkdir -p "$BATS_TEST_TMPDIR/up" "$BATS_TEST_TMPDIR/work" "$BUNDLE/rootfs"
@@ -84,10 +88,7 @@ run_and_check() {
   echo "state=$state" >&2
   runc exec "$ID" systemctl --failed --no-legend >&2 || true
   [ "$state" = running ]
-  [ "$(runc exec "$ID" cat /etc/machine-id)" = "$MID" ]
-  [ "$(runc exec "$ID" findmnt -n -o FSTYPE --mountpoint /run)" = tmpfs ]
-  [ "$(runc exec "$ID" stat -c %a /tmp)" = 1777 ]
-  runc exec "$ID" sh -c "test -w /sys/fs/cgroup/systemd\$(awk -F: '\$2 == \"name=systemd\" {print \$3}' /proc/1/cgroup)/cgroup.procs"
+  osh_check_inside "$1"
   journalctl -D "/var/log/journal/$MID" --no-pager | grep -q 'Startup finished\|Reached target.*Multi-User'
 
   # runc wants the signal number: 37 is SIGRTMIN+3.
@@ -111,11 +112,11 @@ run_and_check() {
 
 @test "bare runc, prestart hook, host cgroupns: boots, stops on signal 37, poststop on delete" {
   write_config prestart
-  run_and_check
+  run_and_check host
 }
 
 @test "bare runc, createRuntime hook, private cgroupns" {
   write_config createRuntime ', {"type": "cgroup"}'
-  run_and_check
+  run_and_check private
   [ -z "$(ls /sys/fs/cgroup/systemd | grep "oci-systemd-hook-runc-${ID:0:12}")" ]
 }
