@@ -3,11 +3,7 @@
 #  - installs what is missing (podman, crun, runc, conmon, netavark, mmdebstrap,
 #    bats, util-linux tools) from the distribution's packages;
 #  - checks for a Rust toolchain new enough to build the hook;
-#  - fixes the host quirk that breaks crun on hybrid cgroup hosts
-#    (../shared/ENVIRONMENT.md): cgroup2 holding the hugetlb controller while
-#    v1 hierarchies are mounted makes crun refuse to start any container.
-# The other quirk (no CAP_SYS_RESOURCE in root's bounding set, so runtimes
-# cannot raise RLIMIT_NOFILE) is handled per container by integration/lib.bash.
+#  - fixes host quirks that break podman/crun (integration/host-quirks.sh).
 # Safe to run again: it only acts on what is missing.
 set -euo pipefail
 
@@ -67,14 +63,5 @@ if [ "$(printf '%s\n1.88.0\n' "$ver" | sort -V | head -1)" != 1.88.0 ]; then
   die "cargo $ver is too old: install Rust 1.88 or newer (https://rustup.rs)"
 fi
 
-# Quirk: hybrid host whose cgroup2 holds hugetlb (crun: "cgroups in hybrid
-# mode not supported, drop all controllers from cgroupv2"). Mounting hugetlb
-# as a v1 hierarchy takes it away from cgroup2.
-if [ -f /sys/fs/cgroup/unified/cgroup.controllers ] \
-   && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers \
-   && ! findmnt -n /sys/fs/cgroup/hugetlb >/dev/null 2>&1; then
-  log "mounting the v1 hugetlb hierarchy so that crun accepts this hybrid host"
-  mkdir -p /sys/fs/cgroup/hugetlb
-  mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
-fi
+"$(dirname "$0")/host-quirks.sh"
 log "ok"
