@@ -183,7 +183,13 @@ fn run_in_rootfs(root: &Root, action: &Action, source: Option<OwnedFd>) -> anyho
             copy_up,
         } => tmpfs(root, dest, options, *copy_up),
         Action::Mkdir { dest, mode } => {
-            root.mkdir_all(dest, &Permissions::from_mode(*mode))?;
+            root.mkdir_all(dest, &Permissions::from_mode(*mode))
+                .with_context(|| {
+                    format!(
+                        "cannot make {} a directory inside the rootfs",
+                        dest.display()
+                    )
+                })?;
             Ok(())
         }
         Action::Bind {
@@ -242,13 +248,13 @@ fn run_in_rootfs(root: &Root, action: &Action, source: Option<OwnedFd>) -> anyho
 /// missing) or a file (an empty one created if missing).
 fn mount_point(root: &Root, dest: &Path, dir: bool) -> anyhow::Result<Handle> {
     if dir {
-        return Ok(root.mkdir_all(dest, &Permissions::from_mode(0o755))?);
+        return dir_in_root(root, dest);
     }
     match root.resolve(dest) {
         Ok(h) => Ok(h),
         Err(e) if is_enoent(&e) => {
             if let Some(parent) = dest.parent() {
-                root.mkdir_all(parent, &Permissions::from_mode(0o755))?;
+                dir_in_root(root, parent)?;
             }
             root.create_file(
                 dest,
@@ -261,8 +267,53 @@ fn mount_point(root: &Root, dest: &Path, dir: bool) -> anyhow::Result<Handle> {
     }
 }
 
+/// Refuses a mount target that resolved to the rootfs root itself (an image
+/// whose `/run` is a symlink to `/` or `../..`): mounting there would cover
+/// the whole image.
+fn not_the_root(root: &Root, target: &Handle, dest: &Path) -> anyhow::Result<()> {
+    let id = |fd| -> anyhow::Result<(u64, u64, u32, u32)> {
+        let st = statx(
+            fd,
+            "",
+            AtFlags::EMPTY_PATH,
+            StatxFlags::INO | StatxFlags::MNT_ID,
+        )?;
+        Ok((
+            st.stx_mnt_id,
+            st.stx_ino,
+            st.stx_dev_major,
+            st.stx_dev_minor,
+        ))
+    };
+    if id(root.as_fd())? == id(target.as_fd())? {
+        bail!(
+            "{} resolves to the rootfs root; refusing to mount over the whole image",
+            dest.display()
+        );
+    }
+    Ok(())
+}
+
+/// `dest` as a directory inside the rootfs, created (0755, with parents)
+/// when missing. Symlinks are followed inside the rootfs only; a dangling
+/// one, a non-directory in the way, or a path that resolves to the rootfs
+/// root itself is an error.
+fn dir_in_root(root: &Root, dest: &Path) -> anyhow::Result<Handle> {
+    let target = root.mkdir_all(dest, &Permissions::from_mode(0o755)).with_context(|| {
+        format!("cannot make {} a directory inside the rootfs (dangling symlink or non-directory in the way)", dest.display())
+    })?;
+    if !mounts::is_dir(target.as_fd())? {
+        bail!(
+            "{} exists inside the rootfs and is not a directory",
+            dest.display()
+        );
+    }
+    not_the_root(root, &target, dest)?;
+    Ok(target)
+}
+
 fn tmpfs(root: &Root, dest: &Path, options: &TmpfsOptions, copy_up: bool) -> anyhow::Result<()> {
-    let target = root.mkdir_all(dest, &Permissions::from_mode(0o755))?;
+    let target = dir_in_root(root, dest)?;
     let real = mounts::fd_path(target.as_fd())?;
 
     // Mounts already below dest (volumes, secrets, .containerenv): take a
@@ -320,15 +371,26 @@ fn write_file(root: &Root, dest: &Path, contents: &[u8], mode: u32) -> anyhow::R
         }
         Err(e) if is_enoent(&e) => {
             if let Some(parent) = dest.parent() {
-                root.mkdir_all(parent, &Permissions::from_mode(0o755))?;
+                dir_in_root(root, parent)?;
             }
             root.create_file(
                 dest,
                 OpenFlags::O_WRONLY | OpenFlags::O_EXCL,
                 &Permissions::from_mode(mode),
-            )?
+            )
+            .with_context(|| {
+                format!(
+                    "cannot create {} inside the rootfs (dangling symlink?)",
+                    dest.display()
+                )
+            })?
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot resolve {} inside the rootfs (dangling symlink or non-directory in the way)",
+                dest.display()
+            )));
+        }
     };
     file.write_all(contents)?;
     Ok(())

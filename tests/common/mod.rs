@@ -1,0 +1,271 @@
+//! Shared by the privileged test files: a real rootfs directory and a real
+//! mount namespace held by a sleeping process in its own cgroup, and a way
+//! to run the hook binary against them as a runtime would.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_systemd_hook::cgroup::{Layout, detect_layout};
+use procfs::process::{MountInfo, Process};
+use serde_json::{Value, json};
+
+pub const HOOK: &str = env!("CARGO_BIN_EXE_oci-systemd-hook");
+
+pub fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "privileged tests must run as root: they mount, unshare and make cgroups (run `make test-privileged` as root)"
+    );
+}
+
+pub fn ns_inode(pid: u32) -> u64 {
+    std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+        .map(|m| m.ino())
+        .unwrap_or(0)
+}
+
+/// Host mount points, to compare before and after.
+pub fn host_mounts() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = Process::myself()
+        .unwrap()
+        .mountinfo()
+        .unwrap()
+        .0
+        .into_iter()
+        .map(|m| m.mount_point)
+        .collect();
+    v.sort();
+    v
+}
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub sleeper: Child,
+    pub cgroup_dirs: Vec<PathBuf>,
+    /// The container's cgroup path as /proc/<pid>/cgroup shows it.
+    pub cgroup: String,
+    pub id: String,
+    pub layout: Layout,
+}
+
+impl Sandbox {
+    /// A bundle with `config` (root.path = "rootfs" is added) and a rootfs
+    /// holding a little image content in /run and /tmp.
+    pub fn new(mut config: Value) -> Sandbox {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("osh-priv-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let bundle = dir.path().join("bundle");
+        let rootfs = bundle.join("rootfs");
+        for d in ["run/lock", "tmp", "etc", "var/log", "sys/fs/cgroup", "proc"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::write(rootfs.join("run/seed-run"), b"from image /run\n").unwrap();
+        std::fs::write(rootfs.join("tmp/seed-tmp"), b"from image /tmp\n").unwrap();
+        std::fs::write(rootfs.join("etc/machine-id"), b"").unwrap();
+        config["ociVersion"] = json!("1.0.2");
+        config["root"]["path"] = json!("rootfs");
+        if config.get("process").is_none() {
+            config["process"] =
+                json!({"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["/sbin/init"]});
+        }
+        std::fs::write(
+            bundle.join("config.json"),
+            serde_json::to_vec_pretty(&config).unwrap(),
+        )
+        .unwrap();
+
+        let ours = ns_inode(std::process::id());
+        let sleeper = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sleep", "600"])
+            .spawn()
+            .expect("unshare(1) from util-linux");
+        let pid = sleeper.id();
+        let t0 = Instant::now();
+        while ns_inode(pid) == ours || ns_inode(pid) == 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "sleeper never entered a new mount namespace"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let layout = detect_layout().unwrap();
+        let name = format!("oci-systemd-hook-test-{pid}");
+        let mut cgroup_dirs = Vec::new();
+        let v1 = ["systemd", "memory"];
+        let bases: Vec<PathBuf> = match layout {
+            Layout::Unified => vec![PathBuf::from("/sys/fs/cgroup")],
+            _ => v1
+                .iter()
+                .map(|c| Path::new("/sys/fs/cgroup").join(c))
+                .collect(),
+        };
+        for base in bases {
+            let d = base.join(&name);
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join("cgroup.procs"), pid.to_string()).unwrap();
+            cgroup_dirs.push(d);
+        }
+        // A podman-like 64-hex id whose first 32 characters (the machine-id)
+        // are unique per sandbox.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let uniq = format!("{nanos:016x}{pid:08x}");
+        let id = format!("{uniq}{uniq}{uniq}")[..64].to_string();
+        Sandbox {
+            dir,
+            bundle,
+            rootfs,
+            sleeper,
+            cgroup_dirs,
+            cgroup: format!("/{name}"),
+            id,
+            layout,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.sleeper.id()
+    }
+
+    pub fn machine_id(&self) -> &str {
+        &self.id[..32]
+    }
+
+    /// Runs the hook with `state` on stdin, cwd = bundle, env as given.
+    pub fn hook(&self, state: &Value, env: &[(&str, &str)], clear_env: bool) -> Output {
+        let mut cmd = Command::new(HOOK);
+        cmd.current_dir(if clear_env {
+            Path::new("/")
+        } else {
+            &self.bundle
+        });
+        if clear_env {
+            cmd.env_clear().env("PWD", "/");
+        }
+        cmd.envs(env.iter().copied()).env_remove("stage");
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(state.to_string().as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn prestart(&self) -> Output {
+        let state = json!({"ociVersion": "1.0.2", "id": self.id, "status": "creating", "pid": self.pid(), "bundle": self.bundle});
+        self.hook(&state, &[("OCI_SYSTEMD_HOOK_LOG", "debug")], false)
+    }
+
+    pub fn poststop(&self) -> Output {
+        let state = json!({"ociVersion": "1.0.2", "id": self.id, "status": "stopped", "bundle": self.bundle});
+        self.hook(&state, &[], true)
+    }
+
+    /// Runs a command inside the sandbox's mount namespace.
+    pub fn nsenter(&self, args: &[&str]) {
+        let st = Command::new("nsenter")
+            .arg("-t")
+            .arg(self.pid().to_string())
+            .arg("-m")
+            .arg("--")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "nsenter {args:?}");
+    }
+
+    pub fn mounts(&self) -> Vec<MountInfo> {
+        Process::new(self.pid() as i32)
+            .unwrap()
+            .mountinfo()
+            .unwrap()
+            .0
+    }
+
+    /// The topmost mount at container path `p`.
+    pub fn mount_at(&self, p: &str) -> Option<MountInfo> {
+        let want = self.host_path(p);
+        self.mounts().into_iter().rfind(|m| m.mount_point == want)
+    }
+
+    pub fn host_path(&self, p: &str) -> PathBuf {
+        self.rootfs.join(p.trim_start_matches('/'))
+    }
+
+    /// Reads container path `p` as seen inside the namespace.
+    pub fn read(&self, p: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(format!(
+            "/proc/{}/root{}",
+            self.pid(),
+            self.host_path(p).display()
+        ))
+    }
+
+    /// Permission bits of container path `p` as seen inside the namespace.
+    pub fn mode(&self, p: &str) -> u32 {
+        std::fs::metadata(format!(
+            "/proc/{}/root{}",
+            self.pid(),
+            self.host_path(p).display()
+        ))
+        .unwrap()
+        .mode()
+            & 0o7777
+    }
+
+    pub fn host_journal(&self) -> PathBuf {
+        Path::new("/var/log/journal").join(self.machine_id())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.sleeper.kill();
+        let _ = self.sleeper.wait();
+        for d in &self.cgroup_dirs {
+            for _ in 0..100 {
+                if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.host_journal());
+        let _ = &self.dir; // removed by TempDir's own Drop
+    }
+}
+
+pub fn assert_ok(o: &Output) {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "hook failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+pub fn opt(m: &MountInfo, key: &str) -> Option<String> {
+    m.super_options.get(key).cloned().flatten()
+}
+
+pub fn has_flag(m: &MountInfo, flag: &str) -> bool {
+    m.mount_options.contains_key(flag)
+}

@@ -1,0 +1,275 @@
+//! Hostile images: each test builds a normal rootfs with one trick (a
+//! symlink out of the rootfs, a file where a directory belongs, a FIFO or a
+//! device where a file belongs) and checks that prestart and poststop never
+//! write, mount, chown or unlink outside the rootfs: a sentinel tree on the
+//! host, which the tricks point at, must stay byte-for-byte the same, and
+//! the host's mount table too. Needs root (see tests/privileged.rs).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::json;
+
+/// A directory on the host that the tricks point at, holding a file named
+/// like each target the hook writes (machine-id with the container's own id,
+/// so that a poststop that followed a link out would empty it).
+struct Sentinel {
+    dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    fn new(machine_id: &str) -> Sentinel {
+        let dir = tempfile::Builder::new()
+            .prefix("osh-sentinel-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        for d in [
+            "run/lock",
+            "tmp",
+            "etc",
+            "var/log/journal",
+            "sys/fs/cgroup/systemd",
+        ] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("etc/machine-id"), format!("{machine_id}\n")).unwrap();
+        std::fs::write(dir.path().join("machine-id"), format!("{machine_id}\n")).unwrap();
+        std::fs::write(dir.path().join("run/precious"), b"host data").unwrap();
+        std::fs::write(dir.path().join("tmp/precious"), b"host data").unwrap();
+        Sentinel { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Every entry below the sentinel: type, mode, owner, size and content.
+    fn snapshot(&self) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
+        fn walk(p: &Path, out: &mut BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)>) {
+            let md = std::fs::symlink_metadata(p).unwrap();
+            let content = if md.is_file() {
+                std::fs::read(p).unwrap()
+            } else {
+                Vec::new()
+            };
+            out.insert(p.to_path_buf(), (md.mode(), md.uid(), md.gid(), content));
+            if md.is_dir() {
+                for e in std::fs::read_dir(p).unwrap() {
+                    walk(&e.unwrap().path(), out);
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(self.path(), &mut out);
+        out
+    }
+}
+
+/// Replaces `rel` in the rootfs with a symlink to `target`.
+fn link(sb: &Sandbox, rel: &str, target: &Path) {
+    let p = sb.rootfs.join(rel);
+    if p.is_dir() && !p.is_symlink() {
+        std::fs::remove_dir_all(&p).unwrap();
+    } else if p.exists() || p.is_symlink() {
+        std::fs::remove_file(&p).unwrap();
+    }
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    symlink(target, &p).unwrap();
+}
+
+/// Runs prestart and poststop on a sandbox prepared by `trick`; asserts the
+/// sentinel and the host mount table are unchanged, no panic, and either
+/// success or one clear error line with exit code 1. Returns the prestart
+/// exit code.
+fn run_trick(name: &str, config: serde_json::Value, trick: impl FnOnce(&Sandbox, &Path)) -> i32 {
+    let sb = Sandbox::new(config);
+    let sentinel = Sentinel::new(sb.machine_id());
+    trick(&sb, sentinel.path());
+    let before = sentinel.snapshot();
+    let mounts_before = host_mounts();
+
+    let pre = sb.prestart();
+    let code = pre.status.code().unwrap_or(-1);
+    let stderr = String::from_utf8_lossy(&pre.stderr);
+    assert!(!stderr.contains("panicked"), "{name}: panic: {stderr}");
+    assert!(code == 0 || code == 1, "{name}: exit {code}: {stderr}");
+    if code == 1 {
+        let errors: Vec<_> = stderr.lines().filter(|l| l.contains(": error: ")).collect();
+        assert_eq!(errors.len(), 1, "{name}: one error line: {stderr}");
+        assert!(
+            !sb.host_journal().exists(),
+            "{name}: journal dir left after a failed prestart"
+        );
+    }
+    let post = sb.poststop();
+    assert!(
+        !String::from_utf8_lossy(&post.stderr).contains("panicked"),
+        "{name}"
+    );
+    assert_eq!(
+        sentinel.snapshot(),
+        before,
+        "{name}: the host sentinel changed"
+    );
+    assert_eq!(
+        host_mounts(),
+        mounts_before,
+        "{name}: the host mount table changed"
+    );
+    eprintln!(
+        "{name}: prestart exit {code}; {}",
+        stderr.lines().last().unwrap_or("")
+    );
+    code
+}
+
+#[test]
+#[serial_test::serial]
+fn symlinks_out_of_the_rootfs_are_followed_inside_it_or_refused() {
+    // Each entry: which rootfs path becomes a symlink, and to where (host
+    // sentinel path absolute, or relative with enough `..` to leave any root).
+    let cases: Vec<(&str, Box<dyn Fn(&Path) -> PathBuf>)> = vec![
+        ("run", Box::new(|s| s.join("run"))),
+        ("run", Box::new(|_| PathBuf::from("/"))),
+        (
+            "run",
+            Box::new(|_| PathBuf::from("../../../../../../../../..")),
+        ),
+        ("run/lock", Box::new(|s| s.join("run/lock"))),
+        ("tmp", Box::new(|s| s.join("tmp"))),
+        (
+            "tmp",
+            Box::new(|s| {
+                PathBuf::from(format!(
+                    "../../../../../../../..{}",
+                    s.join("tmp").display()
+                ))
+            }),
+        ),
+        ("etc", Box::new(|s| s.join("etc"))),
+        ("etc/machine-id", Box::new(|s| s.join("machine-id"))),
+        (
+            "etc/machine-id",
+            Box::new(|s| {
+                PathBuf::from(format!(
+                    "../../../../../../../..{}",
+                    s.join("machine-id").display()
+                ))
+            }),
+        ),
+        ("var", Box::new(|s| s.join("var"))),
+        ("var/log", Box::new(|s| s.join("var/log"))),
+        ("var/log/journal", Box::new(|s| s.join("var/log/journal"))),
+        (
+            "var/log/journal",
+            Box::new(|_| PathBuf::from("/var/log/journal")),
+        ),
+        ("sys/fs/cgroup", Box::new(|s| s.join("sys/fs/cgroup"))),
+        ("sys", Box::new(|s| s.join("sys"))),
+    ];
+    let n = cases.len();
+    for (rel, target) in cases {
+        run_trick(&format!("{rel} -> link"), json!({}), |sb, s| {
+            link(sb, rel, &target(s))
+        });
+    }
+    eprintln!("{n} symlink tricks tried");
+}
+
+#[test]
+#[serial_test::serial]
+fn wrong_file_types_are_refused_cleanly() {
+    // A file where a directory belongs.
+    for rel in ["run", "tmp", "etc", "var/log", "var/log/journal"] {
+        let code = run_trick(&format!("{rel} is a file"), json!({}), |sb, _| {
+            let p = sb.rootfs.join(rel);
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).unwrap();
+            }
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, b"not a directory").unwrap();
+        });
+        if rel.starts_with("var") {
+            assert_eq!(code, 0, "journal falls back to /run/log/journal");
+        } else {
+            assert_eq!(code, 1, "{rel}");
+        }
+    }
+    // A directory, a FIFO, a device node where /etc/machine-id belongs: never
+    // opened for writing (a FIFO would block, a device would be written).
+    for (what, make) in [("directory", 0u8), ("fifo", 1u8), ("char device", 2u8)] {
+        let code = run_trick(
+            &format!("/etc/machine-id is a {what}"),
+            json!({}),
+            |sb, _| {
+                let p = sb.rootfs.join("etc/machine-id");
+                std::fs::remove_file(&p).unwrap();
+                match make {
+                    0 => std::fs::create_dir(&p).unwrap(),
+                    1 => rustix::fs::mknodat(
+                        rustix::fs::CWD,
+                        &p,
+                        rustix::fs::FileType::Fifo,
+                        rustix::fs::Mode::from_raw_mode(0o644),
+                        0,
+                    )
+                    .unwrap(),
+                    _ => rustix::fs::mknodat(
+                        rustix::fs::CWD,
+                        &p,
+                        rustix::fs::FileType::CharacterDevice,
+                        rustix::fs::Mode::from_raw_mode(0o666),
+                        rustix::fs::makedev(1, 3),
+                    )
+                    .unwrap(),
+                }
+            },
+        );
+        assert_eq!(code, 1, "{what}");
+    }
+}
+
+#[test]
+#[serial_test::serial]
+fn copy_up_never_follows_links_or_opens_special_files() {
+    let code = run_trick("copy-up tricks", json!({}), |sb, s| {
+        symlink(s.join("run/precious"), sb.rootfs.join("run/escape-abs")).unwrap();
+        symlink(
+            "../../../../../../../../etc/shadow",
+            sb.rootfs.join("run/escape-rel"),
+        )
+        .unwrap();
+        symlink(s.join("run"), sb.rootfs.join("run/escape-dir")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &sb.rootfs.join("run/fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &sb.rootfs.join("tmp/zero"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 5),
+        )
+        .unwrap();
+    });
+    assert_eq!(code, 0);
+}
+
+#[test]
+#[serial_test::serial]
+fn copy_up_over_its_bound_fails_without_leaving_anything() {
+    let code = run_trick("copy-up too large", json!({}), |sb, _| {
+        let f = std::fs::File::create(sb.rootfs.join("tmp/huge")).unwrap();
+        f.set_len(64 * 1024 * 1024).unwrap(); // sparse: 64 MiB > the 32 MiB bound
+    });
+    assert_eq!(code, 1);
+}
