@@ -35,6 +35,10 @@ pub enum StateError {
     Json(serde_json::Error),
     #[error("the OCI state on stdin has no usable `{0}` field")]
     Missing(&'static str),
+    #[error(
+        "the OCI state's bundle {0:?} is not an absolute path (runtime-spec: \"the absolute path to the container's bundle directory\")"
+    )]
+    RelativeBundle(PathBuf),
 }
 
 /// The fields of the OCI state that the hook uses.
@@ -83,7 +87,8 @@ pub fn read(input: impl Read) -> Result<HookState, StateError> {
 ///
 /// # Errors
 /// [`StateError::Empty`], [`StateError::Json`] (not JSON, or JSON of the wrong
-/// shape), [`StateError::Missing`] for an absent or empty `id` or bundle.
+/// shape), [`StateError::Missing`] for an absent or empty `id` or bundle,
+/// [`StateError::RelativeBundle`] for a bundle that is not absolute.
 pub fn parse(bytes: &[u8]) -> Result<HookState, StateError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(StateError::Empty);
@@ -115,6 +120,9 @@ pub fn parse(bytes: &[u8]) -> Result<HookState, StateError> {
     }
     if state.bundle().as_os_str().is_empty() {
         return Err(StateError::Missing("bundle"));
+    }
+    if !state.bundle().is_absolute() {
+        return Err(StateError::RelativeBundle(state.bundle().clone()));
     }
     Ok(HookState {
         id: state.id().clone(),
@@ -190,6 +198,14 @@ mod tests {
         assert!(matches!(
             parse(br#"{"id":"","bundle":"/b"}"#),
             Err(StateError::Missing("id"))
+        ));
+    }
+
+    #[test]
+    fn relative_bundle_is_refused() {
+        assert!(matches!(
+            parse(br#"{"id":"a","bundle":"userdata"}"#),
+            Err(StateError::RelativeBundle(_))
         ));
     }
 

@@ -104,6 +104,48 @@ fn missing_or_invalid_config_fails_prestart() {
 }
 
 #[test]
+fn more_bad_input_prestart() {
+    let t = tempfile::tempdir().unwrap();
+    // A relative bundle.
+    one_error_line(
+        &run(
+            &[],
+            br#"{"id":"a","pid":5,"bundle":"userdata"}"#,
+            t.path(),
+            false,
+        ),
+        "absolute",
+    );
+    // The bundle is a file.
+    let file = t.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let state = format!(r#"{{"id":"a","pid":5,"bundle":"{}"}}"#, file.display());
+    one_error_line(&run(&[], state.as_bytes(), t.path(), false), "config.json");
+    // A systemd config but a pid that does not exist.
+    std::fs::write(
+        t.path().join("config.json"),
+        br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","user":{"uid":0,"gid":0},"args":["/sbin/init"]}}"#,
+    )
+    .unwrap();
+    let state = format!(
+        r#"{{"id":"../../etc/x","pid":2147483000,"bundle":"{}"}}"#,
+        t.path().display()
+    );
+    one_error_line(&run(&[], state.as_bytes(), t.path(), false), "2147483000");
+    // Empty args: not a systemd container, nothing to do.
+    std::fs::write(
+        t.path().join("config.json"),
+        br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","user":{"uid":0,"gid":0},"args":[]}}"#,
+    )
+    .unwrap();
+    let state = format!(r#"{{"id":"a","pid":1,"bundle":"{}"}}"#, t.path().display());
+    assert_eq!(
+        run(&[], state.as_bytes(), t.path(), false).status.code(),
+        Some(0)
+    );
+}
+
+#[test]
 fn unknown_explicit_stage_is_logged_and_exits_0() {
     let t = tempfile::tempdir().unwrap();
     let o = run(
