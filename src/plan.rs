@@ -668,7 +668,7 @@ mod tests {
     fn unified(fixture: &str) -> HostFacts {
         use procfs::FromBufRead;
         let path = format!(
-            "{}/../shared/fixtures/proc-cgroup/{fixture}",
+            "{}/tests/fixtures/proc-cgroup/{fixture}",
             env!("CARGO_MANIFEST_DIR")
         );
         let f = std::io::BufReader::new(std::fs::File::open(path).unwrap());

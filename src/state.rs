@@ -3,7 +3,7 @@
 //! Source: runtime-spec `runtime.md#state` and `config.md#posix-platform-hooks`
 //! ("hooks MUST receive the state of the container on stdin"). Real inputs
 //! captured from podman 4.3 (crun and runc) and bare runc 1.1 live in
-//! `../shared/fixtures/state/`.
+//! `tests/fixtures/state/` (copied from the project's shared fixtures).
 //!
 //! Parsing goes through [`oci_spec::runtime::State`]; before that the JSON
 //! value is normalised for what runtimes really send:
@@ -135,7 +135,7 @@ pub fn parse(bytes: &[u8]) -> Result<HookState, StateError> {
 mod tests {
     use super::*;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/state");
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/state");
 
     fn fixture(name: &str) -> HookState {
         let bytes = std::fs::read(format!("{FIXTURES}/{name}")).expect("fixture present");
