@@ -20,7 +20,10 @@ all: build
 build:
 	$(CARGO) build --release --locked
 
-install: build
+# No rebuild here: `make` as your user, then `sudo make install` (root often
+# has no cargo).
+install:
+	@test -x $(BIN) || { echo "$(BIN) is missing: run 'make' first (as the user who has cargo)"; exit 1; }
 	install -D -m 0755 $(BIN) $(DESTDIR)$(LIBEXECDIR)/oci-systemd-hook
 	install -d $(DESTDIR)$(HOOKSDIR)
 	sed 's|/usr/libexec/oci/hooks.d/oci-systemd-hook|$(LIBEXECDIR)/oci-systemd-hook|' \

@@ -8,7 +8,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 "$here/setup-host.sh"
 export PATH="$HOME/.cargo/bin:$PATH"
 cd "$here/.."
-cargo build --release --locked
+echo "demo: building the hook (the first build takes about a minute)" >&2
+cargo build --release --locked -q
 rootfs=$("$here/build-rootfs.sh")
 # shellcheck source=integration/lib.bash
 . "$here/lib.bash"
@@ -26,9 +27,17 @@ for runtime in ${DEMO_RUNTIMES:-crun runc}; do
   t1=$(osh_now)
   echo "systemctl is-system-running: $state (after $(osh_elapsed "$t0" "$t1") s)"
   podman exec "$id" systemctl --failed --no-legend || true
-  echo "--- mounts the hook made, seen from inside"
-  podman exec "$id" findmnt -l -n -o TARGET,FSTYPE,OPTIONS |
-    grep -E '^(/run|/tmp|/sys/fs/cgroup/systemd|/var/log/journal|/etc/machine-id)' || true
+  echo "--- mounts the hook made, seen from inside (topmost mount at each path)"
+  declare -A seen=()
+  cg=$(podman exec "$id" awk -F: '$2 == "name=systemd" || $1 == "0" {print $3; exit}' /proc/1/cgroup)
+  for m in /run /run/lock /tmp "/var/log/journal/$mid" /sys/fs/cgroup/systemd "/sys/fs/cgroup/systemd${cg%/init.scope}" \
+           /sys/fs/cgroup "/sys/fs/cgroup${cg%/init.scope}"; do
+    [ -z "${seen[$m]:-}" ] || continue
+    seen[$m]=1
+    line=$(podman exec "$id" findmnt -n -o FSTYPE,OPTIONS --mountpoint "$m" | tail -n 1)
+    [ -n "$line" ] && printf '%-40s %s\n' "$m" "$line"
+  done
+  echo "(the v1 release_agent file is also masked with /dev/null)"
   echo "--- /etc/machine-id: $(podman exec "$id" cat /etc/machine-id)"
   t2=$(osh_now)
   podman stop -t 10 "$id" >/dev/null
