@@ -39,7 +39,7 @@ if [ "${#missing_deb[@]}" -gt 0 ]; then
     log "installing: ${missing_deb[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >&2
-    apt-get install -y -q --no-install-recommends "${missing_deb[@]}" uidmap fuse-overlayfs iptables >&2
+    apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing_deb[@]}" uidmap fuse-overlayfs iptables >&2
   elif command -v dnf >/dev/null 2>&1; then
     log "installing: ${missing_rpm[*]}"
     dnf install -y "${missing_rpm[@]}" netavark >&2
