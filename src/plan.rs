@@ -406,7 +406,10 @@ fn bind_own_cgroup(
     v1: bool,
     plan: &mut Plan,
 ) -> Result<(), PlanError> {
-    let rel = cgroup.strip_prefix("/").unwrap_or(cgroup);
+    // The kernel never writes `..` into /proc/<pid>/cgroup; clean anyway so
+    // that no spelling of the root passes for the container's own cgroup.
+    let cleaned = crate::config::clean(cgroup);
+    let rel = cleaned.strip_prefix("/").unwrap_or(&cleaned);
     if rel.as_os_str().is_empty() {
         return Err(PlanError::CgroupIsRoot);
     }

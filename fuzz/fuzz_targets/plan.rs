@@ -1,0 +1,52 @@
+//! Plan building from arbitrary inputs: the bytes are split at NUL bytes into
+//! a config.json, a `/proc/<pid>/cgroup` text, a state id and a layout
+//! selector. Never panics; every container path in a plan is absolute, and
+//! host sources beneath a hierarchy never climb out of it.
+#![no_main]
+use std::path::{Component, Path, PathBuf};
+
+use libfuzzer_sys::fuzz_target;
+use oci_systemd_hook::cgroup::{Layout, container_cgroups};
+use oci_systemd_hook::decide::{Decision, decide};
+use oci_systemd_hook::plan::{self, Action, HostFacts, HostSource};
+use procfs::FromBufRead;
+
+fuzz_target!(|data: &[u8]| {
+    let mut parts = data.split(|b| *b == 0);
+    let (Some(cfg), Some(cg), Some(id), Some(sel)) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return };
+    let Ok(spec) = serde_json::from_slice::<oci_spec::runtime::Spec>(cfg) else { return };
+    let Some(config) = oci_systemd_hook::config::from_spec(&spec, Path::new("/bundle")) else { return };
+    let id = String::from_utf8_lossy(id);
+    let Decision::Apply(machine_id) = decide(&config, &id) else { return };
+    let Ok(cgroups) = procfs::ProcessCGroups::from_buf_read(cg) else { return };
+    let layout = match sel.first().copied().unwrap_or(0) % 3 {
+        0 => Layout::Unified,
+        1 => Layout::Hybrid,
+        _ => Layout::Legacy,
+    };
+    let facts = HostFacts {
+        layout,
+        cgroups: container_cgroups(&cgroups),
+        systemd_mount: Some(PathBuf::from("/sys/fs/cgroup/systemd")),
+        unified_mount: Some(PathBuf::from("/sys/fs/cgroup")),
+        cgroup_memory_limit: sel.get(1).map(|b| u64::from(*b) << 20),
+        journal_root: PathBuf::from("/var/log/journal"),
+    };
+    let Ok(p) = plan::prestart(&config, &facts, &machine_id) else { return };
+    for a in p.actions.iter().chain(plan::poststop(&config, &machine_id).actions.iter()) {
+        let _ = a.to_string();
+        match a {
+            Action::HostDir { path, .. } => assert!(path.starts_with("/var/log/journal")),
+            Action::Tmpfs { dest, .. } | Action::Mkdir { dest, .. } | Action::RemountReadOnly { dest }
+            | Action::WriteFile { dest, .. } | Action::ClearFile { dest, .. } => assert!(dest.is_absolute()),
+            Action::BindInside { src, dest, .. } => assert!(src.is_absolute() && dest.is_absolute()),
+            Action::Bind { source, dest, .. } => {
+                assert!(dest.is_absolute());
+                if let HostSource::Beneath { path, .. } = source {
+                    assert!(!path.is_absolute() && !path.as_os_str().is_empty());
+                    assert!(!path.components().any(|c| matches!(c, Component::ParentDir)));
+                }
+            }
+        }
+    }
+});
