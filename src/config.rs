@@ -152,6 +152,28 @@ mod tests {
     }
 
     #[test]
+    fn podman_config_fixture() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/config/podman-4.3-systemd-false.json"
+        );
+        let spec = Spec::load(path).expect("podman's config.json loads");
+        let c = from_spec(
+            &spec,
+            Path::new("/var/lib/containers/storage/overlay-containers/x/userdata"),
+        )
+        .unwrap();
+        assert!(c.rootfs.ends_with("rootfs/merge"));
+        assert_eq!(c.args, vec!["/sbin/init".to_string()]);
+        assert_eq!(c.env_value("container"), Some("oci"));
+        assert_eq!(c.memory_limit, Some(512 * 1024 * 1024));
+        assert!(c.mounts(Path::new("/sys/fs/cgroup")));
+        assert!(c.mounts(Path::new("/run/.containerenv")));
+        assert!(!c.mounts(Path::new("/run")));
+        assert!(!c.readonly);
+    }
+
+    #[test]
     fn clean_paths() {
         assert_eq!(clean(Path::new("/run/")), PathBuf::from("/run"));
         assert_eq!(

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs one fuzz target for SECONDS (default 600) on one core, seeded from the
+# real inputs in tests/fixtures. cargo-fuzz needs nightly flags; on a stable
+# toolchain RUSTC_BOOTSTRAP=1 allows them. Crashes land in
+# fuzz/artifacts/TARGET/ and must become regression tests.
+#   fuzz/run.sh state|config|plan [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")"
+target=$1 seconds=${2:-600}
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+corpus=corpus/$target
+mkdir -p "$corpus"
+fx=../tests/fixtures
+case $target in
+  state) cp "$fx"/state/*.json "$corpus"/ ;;
+  config) cp "$fx"/config/*.json "$corpus"/ ;;
+  plan)
+    for cg in "$fx"/proc-cgroup/*.txt; do
+      for sel in 0 1 2; do
+        { cat "$fx/config/podman-4.3-systemd-false.json"; printf '\0'; cat "$cg"; printf '\0%s\0' \
+          4f3c2a1b9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b; printf "\\x0$sel\\x08"; } \
+          > "$corpus/$(basename "$cg" .txt)-$sel"
+      done
+    done ;;
+esac
+RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "$corpus" -- -max_total_time="$seconds" -max_len=65536 -timeout=10
