@@ -113,3 +113,20 @@ boot_case() {
   ! osh_exec findmnt --mountpoint /run
   [ ! -e "/var/log/journal/$MID" ]
 }
+
+@test "explain: prints the plan for a real podman bundle and touches nothing" {
+  CID=$(podman --runtime "$OSH_RUNTIME" create "${OSH_PODMAN_ARGS[@]}" --rootfs "$OSH_ROOTFS:O" /sbin/init)
+  echo "$CID" >> "$BATS_TEST_TMPDIR/containers"
+  podman init "$CID" >/dev/null
+  bundle=$(dirname "$(podman inspect -f '{{.OCIConfigPath}}' "$CID")")
+  pid=$(podman inspect -f '{{.State.Pid}}' "$CID")
+  before=$(osh_host_mounts)
+  run "$OSH_HOOK" explain --bundle "$bundle" --pid "$pid"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"decision: prepare for systemd, machine-id ${CID:0:32}"* ]]
+  [[ "$output" == *"mount tmpfs on /run mode 755"* ]]
+  [[ "$output" == *"on /sys/fs/cgroup"* ]]
+  [ ! -e "/var/log/journal/${CID:0:32}" ]
+  [ "$(osh_host_mounts)" = "$before" ]
+  [ -z "$(nsenter -t "$pid" -m findmnt -n --mountpoint "$(podman inspect -f '{{.GraphDriver.Data.MergedDir}}' "$CID" 2>/dev/null || echo /nonexistent)/run" 2>/dev/null)" ]
+}

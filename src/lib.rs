@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod config;
 pub mod copyup;
 pub mod decide;
+pub mod explain;
 pub mod log;
 pub mod machine_id;
 pub mod mounts;

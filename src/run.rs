@@ -83,7 +83,7 @@ fn prestart(state: &HookState) -> anyhow::Result<()> {
         }
         Decision::Apply(m) => m,
     };
-    let facts = host_facts(pid).context("reading host facts")?;
+    let facts = host_facts(Some(pid)).context("reading host facts")?;
     let plan = plan::prestart(&config, &facts, &machine_id)?;
     for s in &plan.skipped {
         log::info!("skip {s}");
@@ -120,14 +120,19 @@ fn poststop(state: &HookState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the host facts for the container whose init is `pid`.
+/// Reads the host facts for the container whose init is `pid`; without a
+/// pid only the host side (layout, hierarchies) is read and the container's
+/// cgroups are left empty.
 ///
 /// # Errors
 /// Unknown cgroup layout, or `/proc/<pid>` unreadable (the process is gone).
-pub fn host_facts(pid: i32) -> anyhow::Result<HostFacts> {
+pub fn host_facts(pid: Option<i32>) -> anyhow::Result<HostFacts> {
     let layout = cgroup::detect_layout()?;
-    let cgroups =
-        cgroup::read_container_cgroups(pid).with_context(|| format!("read /proc/{pid}/cgroup"))?;
+    let cgroups = match pid {
+        Some(pid) => cgroup::read_container_cgroups(pid)
+            .with_context(|| format!("read /proc/{pid}/cgroup"))?,
+        None => Default::default(),
+    };
     let mounts = procfs::process::Process::myself()?.mountinfo()?;
     let systemd_mount = cgroup::v1_mount_point(&mounts, "name=systemd");
     let unified_mount = cgroup::v2_mount_point(&mounts);

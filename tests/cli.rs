@@ -44,6 +44,24 @@ fn one_error_line(o: &Output, needle: &str) {
 }
 
 #[test]
+fn explain_usage_errors_exit_2() {
+    for args in [
+        &["explain"][..],
+        &["explain", "--bundle"],
+        &["explain", "--bundle", "/b", "--pid", "x"],
+    ] {
+        let o = Command::new(HOOK).args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("usage: oci-systemd-hook explain"));
+    }
+    let o = Command::new(HOOK)
+        .args(["explain", "--bundle", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
 fn version_and_help() {
     let o = Command::new(HOOK).arg("--version").output().unwrap();
     assert!(o.status.success());

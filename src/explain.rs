@@ -1,0 +1,244 @@
+//! `oci-systemd-hook explain --bundle DIR [--pid PID] [--id ID]`: prints what
+//! the hook would do for a real bundle (the decision, the prestart plan with
+//! every step left out and why, the poststop plan) without touching
+//! anything: no namespace is joined, nothing is created or mounted.
+//!
+//! The container id (for the machine-id) is `--id`, else guessed from the
+//! bundle path (podman and CRI-O: `.../<id>/userdata`; otherwise the bundle
+//! directory's name). Without `--pid` the container's cgroups are unknown,
+//! so cgroup steps are not planned.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::config;
+use crate::decide::{Decision, decide};
+use crate::plan;
+use crate::run::host_facts;
+
+/// Usage line for `explain`.
+pub const USAGE: &str = "usage: oci-systemd-hook explain --bundle DIR [--pid PID] [--id ID]";
+
+/// Parsed `explain` arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplainArgs {
+    /// The bundle directory (holds config.json).
+    pub bundle: PathBuf,
+    /// The container's init pid, to read its cgroups.
+    pub pid: Option<i32>,
+    /// The container id; guessed from the bundle path when absent.
+    pub id: Option<String>,
+}
+
+/// Parses the arguments after `explain`.
+///
+/// # Errors
+/// A message for a missing `--bundle`, an unknown flag, a flag without its
+/// value or a pid that is not a positive number.
+pub fn parse_args(args: &[String]) -> Result<ExplainArgs, String> {
+    let (mut bundle, mut pid, mut id) = (None, None, None);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let (name, inline) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (flag.as_str(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or(format!("{name} needs a value"))
+        };
+        match name {
+            "--bundle" => bundle = Some(PathBuf::from(value()?)),
+            "--pid" => {
+                let v = value()?;
+                pid = Some(
+                    v.parse::<i32>()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or(format!("--pid {v:?} is not a pid"))?,
+                );
+            }
+            "--id" => id = Some(value()?),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(ExplainArgs {
+        bundle: bundle.ok_or("--bundle is required")?,
+        pid,
+        id,
+    })
+}
+
+/// The container id implied by a bundle path.
+pub fn id_from_bundle(bundle: &Path) -> String {
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    match name(bundle).as_deref() {
+        Some("userdata") => bundle.parent().and_then(name).unwrap_or_default(),
+        Some(n) => n.to_string(),
+        None => String::new(),
+    }
+}
+
+/// Writes the explanation to `out`.
+///
+/// # Errors
+/// config.json cannot be loaded, or host facts cannot be read.
+pub fn explain(args: &ExplainArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let bundle = std::path::absolute(&args.bundle)?;
+    let config = config::load_with_process(&bundle)?;
+    let id = args.id.clone().unwrap_or_else(|| id_from_bundle(&bundle));
+    writeln!(out, "bundle:   {}", bundle.display())?;
+    writeln!(
+        out,
+        "rootfs:   {}{}",
+        config.rootfs.display(),
+        if config.readonly { " (read-only)" } else { "" }
+    )?;
+    writeln!(out, "id:       {id}")?;
+    writeln!(
+        out,
+        "args[0]:  {}",
+        config.args.first().map(String::as_str).unwrap_or("")
+    )?;
+    let machine_id = match decide(&config, &id) {
+        Decision::Skip(why) => {
+            writeln!(out, "decision: leave alone: {why}")?;
+            return Ok(());
+        }
+        Decision::Apply(m) => m,
+    };
+    writeln!(
+        out,
+        "decision: prepare for systemd, machine-id {machine_id}"
+    )?;
+    let facts = host_facts(args.pid).context("reading host facts")?;
+    write!(out, "host:     cgroup layout {}", facts.layout)?;
+    match args.pid {
+        Some(pid) => {
+            let cg = facts
+                .cgroups
+                .systemd
+                .as_ref()
+                .or(facts.cgroups.unified.as_ref());
+            writeln!(
+                out,
+                ", container cgroup {} (from /proc/{pid}/cgroup)",
+                cg.map(|c| c.display().to_string()).unwrap_or("none".into())
+            )?;
+        }
+        None => writeln!(out, "; no --pid: cgroup steps are not planned")?,
+    }
+    let pre = plan::prestart(&config, &facts, &machine_id)?;
+    writeln!(out, "prestart:")?;
+    for (i, a) in pre.actions.iter().enumerate() {
+        writeln!(out, "  {}. {a}", i + 1)?;
+    }
+    for s in pre
+        .skipped
+        .iter()
+        .filter(|s| args.pid.is_some() || !s.starts_with("cgroups:"))
+    {
+        writeln!(out, "  skip: {s}")?;
+    }
+    let post = plan::poststop(&config, &machine_id);
+    writeln!(out, "poststop:")?;
+    for (i, a) in post.actions.iter().enumerate() {
+        writeln!(out, "  {}. {a}", i + 1)?;
+    }
+    for s in &post.skipped {
+        writeln!(out, "  skip: {s}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn args() {
+        assert_eq!(
+            parse_args(&strings(&["--bundle", "/b", "--pid=42", "--id", "x"])),
+            Ok(ExplainArgs {
+                bundle: "/b".into(),
+                pid: Some(42),
+                id: Some("x".into())
+            })
+        );
+        assert!(
+            parse_args(&strings(&["--pid", "1"]))
+                .unwrap_err()
+                .contains("--bundle")
+        );
+        assert!(
+            parse_args(&strings(&["--bundle"]))
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(parse_args(&strings(&["--bundle", "/b", "--pid", "-3"])).is_err());
+        assert!(parse_args(&strings(&["--bundle", "/b", "--loud"])).is_err());
+    }
+
+    #[test]
+    fn ids_from_bundles() {
+        assert_eq!(
+            id_from_bundle(Path::new(
+                "/var/lib/containers/storage/overlay-containers/abc/userdata"
+            )),
+            "abc"
+        );
+        assert_eq!(id_from_bundle(Path::new("/srv/bundles/web1")), "web1");
+    }
+
+    #[test]
+    fn explains_the_podman_fixture_without_pid() {
+        let t = tempfile::tempdir().unwrap();
+        let bundle = t
+            .path()
+            .join("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/userdata");
+        std::fs::create_dir_all(&bundle).unwrap();
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/config/podman-4.3-systemd-false.json"
+            ),
+            bundle.join("config.json"),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        explain(
+            &ExplainArgs {
+                bundle,
+                pid: None,
+                id: None,
+            },
+            &mut out,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "decision: prepare for systemd, machine-id 0123456789abcdef0123456789abcdef"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("1. mount tmpfs on /run mode 755 size 67108864 with tmpcopyup"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mount tmpfs on /tmp mode 1777 size 268435456"),
+            "{text}"
+        );
+        assert!(text.contains("no --pid"), "{text}");
+        assert!(text.contains("empty /etc/machine-id"), "{text}");
+    }
+}
