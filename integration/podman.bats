@@ -122,11 +122,15 @@ boot_case() {
   pid=$(podman inspect -f '{{.State.Pid}}' "$CID")
   before=$(osh_host_mounts)
   run "$OSH_HOOK" explain --bundle "$bundle" --pid "$pid"
+  echo "$output"
   [ "$status" -eq 0 ]
   [[ "$output" == *"decision: prepare for systemd, machine-id ${CID:0:32}"* ]]
   [[ "$output" == *"mount tmpfs on /run mode 755"* ]]
   [[ "$output" == *"on /sys/fs/cgroup"* ]]
   [ ! -e "/var/log/journal/${CID:0:32}" ]
   [ "$(osh_host_mounts)" = "$before" ]
-  [ -z "$(nsenter -t "$pid" -m findmnt -n --mountpoint "$(podman inspect -f '{{.GraphDriver.Data.MergedDir}}' "$CID" 2>/dev/null || echo /nonexistent)/run" 2>/dev/null)" ]
+  # Nothing mounted in the container's namespace either.
+  rootfs=$(sed -n 's/^rootfs: *//p' <<<"$output")
+  [ -n "$rootfs" ]
+  [ -z "$(nsenter -t "$pid" -m findmnt -n --mountpoint "$rootfs/run" || true)" ]
 }
