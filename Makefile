@@ -3,35 +3,66 @@
 #   make install      install binary + hooks.d descriptor (PREFIX, DESTDIR)
 #   make demo         set up the host, boot a systemd container with the hook
 #   make test         everything: unit, privileged and podman integration tests (root)
+#   make docs         the man page (go-md2man)
+#   make dist         source tarball with vendored crates; make rpm builds the RPM
 
 PREFIX     ?= /usr
 LIBEXECDIR ?= $(PREFIX)/libexec/oci/hooks.d
 HOOKSDIR   ?= $(PREFIX)/share/containers/oci/hooks.d
+MANDIR     ?= $(PREFIX)/share/man
 CARGO      ?= cargo
 BATS       ?= bats
 BIN        := target/release/oci-systemd-hook
+MAN        := doc/oci-systemd-hook.1
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+DIST       := build/oci-systemd-hook-$(VERSION).tar.gz
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: all build install uninstall setup rootfs demo test test-unit test-privileged integration vagrant-validate clean
+.PHONY: all build docs dist rpm rpm-check install uninstall setup rootfs demo test test-unit test-privileged integration vagrant-validate clean
 
 all: build
 
 build:
 	$(CARGO) build --release --locked
 
+docs: $(MAN)
+
+$(MAN): doc/oci-systemd-hook.1.md
+	@command -v go-md2man >/dev/null || { echo "go-md2man is missing (apt-get install go-md2man / dnf install golang-github-cpuguy83-md2man)"; exit 1; }
+	go-md2man -in $< -out $@
+
 # No rebuild here: `make` as your user, then `sudo make install` (root often
 # has no cargo).
-install:
+install: $(MAN)
 	@test -x $(BIN) || { echo "$(BIN) is missing: run 'make' first (as the user who has cargo)"; exit 1; }
 	install -D -m 0755 $(BIN) $(DESTDIR)$(LIBEXECDIR)/oci-systemd-hook
+	install -D -m 0644 $(MAN) $(DESTDIR)$(MANDIR)/man1/oci-systemd-hook.1
 	install -d $(DESTDIR)$(HOOKSDIR)
 	sed 's|/usr/libexec/oci/hooks.d/oci-systemd-hook|$(LIBEXECDIR)/oci-systemd-hook|' \
 		hooks.d/oci-systemd-hook.json > $(DESTDIR)$(HOOKSDIR)/oci-systemd-hook.json
 	chmod 0644 $(DESTDIR)$(HOOKSDIR)/oci-systemd-hook.json
 
 uninstall:
-	rm -f $(DESTDIR)$(LIBEXECDIR)/oci-systemd-hook $(DESTDIR)$(HOOKSDIR)/oci-systemd-hook.json
+	rm -f $(DESTDIR)$(LIBEXECDIR)/oci-systemd-hook $(DESTDIR)$(HOOKSDIR)/oci-systemd-hook.json \
+		$(DESTDIR)$(MANDIR)/man1/oci-systemd-hook.1
+
+# The committed tree (git archive) plus every crate vendored, so that an RPM
+# builds offline.
+dist:
+	rm -rf build/dist && mkdir -p build/dist/oci-systemd-hook-$(VERSION)/.cargo
+	git archive HEAD | tar -x -C build/dist/oci-systemd-hook-$(VERSION)
+	cd build/dist/oci-systemd-hook-$(VERSION) && \
+		$(CARGO) vendor --locked -q vendor > .cargo/config.toml
+	tar -C build/dist -czf $(DIST) oci-systemd-hook-$(VERSION)
+	rm -rf build/dist
+	@echo $(DIST)
+
+rpm: dist
+	integration/build-rpm.sh $(DIST)
+
+rpm-check: rpm
+	integration/check-rpm.sh build/rpm/RPMS/*/oci-systemd-hook-$(VERSION)-*.rpm
 
 setup:
 	integration/setup-host.sh
@@ -46,6 +77,7 @@ test: setup
 	$(MAKE) test-unit
 	$(MAKE) test-privileged
 	$(MAKE) integration
+	$(MAKE) rpm-check
 	$(MAKE) vagrant-validate
 
 test-unit:
@@ -66,3 +98,4 @@ vagrant-validate:
 
 clean:
 	$(CARGO) clean
+	rm -rf build $(MAN)

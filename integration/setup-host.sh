@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares this machine for the demo and the tests, as root:
 #  - installs what is missing (podman, crun, runc, conmon, netavark, mmdebstrap,
-#    bats, util-linux tools) from the distribution's packages;
+#    bats, util-linux tools, go-md2man and rpmbuild for the man page and the
+#    RPM) from the distribution's packages;
 #  - checks for a Rust toolchain new enough to build the hook;
 #  - fixes host quirks that break podman/crun (integration/host-quirks.sh).
 # Safe to run again: it only acts on what is missing.
@@ -23,6 +24,9 @@ needs=(
   nsenter:util-linux:util-linux
   findmnt:util-linux:util-linux
   journalctl:systemd:systemd
+  go-md2man:go-md2man:golang-github-cpuguy83-md2man
+  rpmbuild:rpm:rpm-build
+  cpio:cpio:cpio
 )
 missing_deb=(); missing_rpm=()
 for n in "${needs[@]}"; do

@@ -167,10 +167,7 @@ mod tests {
     use super::*;
     use procfs::{FromBufRead, ProcessCGroups};
 
-    const FIXTURES: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/proc-cgroup"
-    );
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/proc-cgroup");
     const CG: &str = "4f3c2a1b9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b";
 
     fn fixture(name: &str) -> ContainerCgroups {
