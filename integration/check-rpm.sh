@@ -2,7 +2,7 @@
 # Checks a built RPM: the binary in /usr/libexec/oci/hooks.d, the descriptor in
 # /usr/share/containers/oci/hooks.d naming that path, the man page in section 1.
 set -euo pipefail
-rpm=$1
+rpm=$(realpath "$1")
 files=$(rpm -qlp "$rpm")
 echo "$files"
 fail() { echo "check-rpm: $*" >&2; exit 1; }
