@@ -19,7 +19,7 @@ DIST       := build/oci-systemd-hook-$(VERSION).tar.gz
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: all build docs dist rpm rpm-check install uninstall setup rootfs demo test test-unit test-privileged integration vagrant-validate clean
+.PHONY: all build docs dist rpm rpm-check manifests-check install uninstall setup rootfs demo test test-unit test-privileged integration vagrant-validate clean
 
 all: build
 
@@ -78,6 +78,7 @@ test: setup
 	$(MAKE) test-privileged
 	$(MAKE) integration
 	$(MAKE) rpm-check
+	$(MAKE) manifests-check
 	$(MAKE) vagrant-validate
 
 test-unit:
@@ -89,6 +90,10 @@ test-privileged:
 # The conformance suite: podman with crun, podman with runc, bare runc.
 integration: build rootfs
 	integration/run-suite.sh
+
+# The Kubernetes manifests against the Kubernetes schemas; the CRI-O drop-in.
+manifests-check:
+	integration/check-manifests.sh
 
 # The Vagrantfile cannot boot here (no Fedora box offline); check it parses.
 vagrant-validate:
