@@ -83,7 +83,7 @@ fn prestart_inner(
     // 3. Inside the container's mount namespace, under the rootfs.
     let root = Root::open(rootfs).with_context(|| format!("open rootfs {}", rootfs.display()))?;
     for (action, source) in plan.actions.iter().zip(sources) {
-        log::debug!("{action}");
+        log::debug!(oci_action = action.kind(); "{action}");
         run_in_rootfs(&root, action, source).with_context(|| action.to_string())?;
     }
     Ok(())

@@ -1,6 +1,10 @@
 //! Logging: every record goes to stderr (runtimes show a failing hook's
-//! stderr) and to syslog, which journald also serves (`journalctl -t
-//! oci-systemd-hook`). Each line carries the short container id and stage.
+//! stderr) and to the system log: journald when its socket is there (native
+//! protocol, `SYSLOG_IDENTIFIER=oci-systemd-hook` plus the fields
+//! `OCI_CONTAINER_ID`, `OCI_STAGE` and, for plan steps, `OCI_ACTION`), else
+//! syslog (`/dev/log`). Each line carries the short container id and stage.
+//! Read it with `journalctl -t oci-systemd-hook`, or
+//! `journalctl OCI_CONTAINER_ID=<id>`.
 //!
 //! The level comes from `OCI_SYSTEMD_HOOK_LOG` (`error`, `warn`, `info`,
 //! `debug`; default `info`). The syslog socket is connected once at start,
@@ -11,19 +15,40 @@ use std::sync::Mutex;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use syslog::{Facility, Formatter3164, LoggerBackend};
+use systemd_journal_logger::JournalLog;
 
 /// Environment variable that sets the log level.
 pub const LEVEL_ENV: &str = "OCI_SYSTEMD_HOOK_LOG";
 
+/// The syslog identifier on every record.
+pub const IDENTIFIER: &str = "oci-systemd-hook";
+
+enum Sink {
+    Journal(JournalLog),
+    Syslog(syslog::Logger<LoggerBackend, Formatter3164>),
+}
+
 struct HookLogger {
-    syslog: Mutex<Option<syslog::Logger<LoggerBackend, Formatter3164>>>,
+    sink: Mutex<Option<Sink>>,
     context: Mutex<String>,
 }
 
 static LOGGER: HookLogger = HookLogger {
-    syslog: Mutex::new(None),
+    sink: Mutex::new(None),
     context: Mutex::new(String::new()),
 };
+
+fn journal(fields: &[(&str, &str)]) -> Option<JournalLog> {
+    if !systemd_journal_logger::connected_to_journal()
+        && !std::path::Path::new("/run/systemd/journal/socket").exists()
+    {
+        return None;
+    }
+    let j = JournalLog::new()
+        .ok()?
+        .with_syslog_identifier(IDENTIFIER.to_string());
+    Some(j.with_extra_fields(fields.iter().map(|(k, v)| (k.to_string(), v.to_string()))))
+}
 
 /// Parses a level name; `None` for an unknown one.
 pub fn parse_level(s: &str) -> Option<LevelFilter> {
@@ -48,18 +73,36 @@ pub fn init() {
         process: "oci-systemd-hook".into(),
         pid: std::process::id(),
     };
-    if let Ok(mut slot) = LOGGER.syslog.lock() {
-        *slot = syslog::unix(formatter).ok();
+    if let Ok(mut slot) = LOGGER.sink.lock() {
+        *slot = journal(&[])
+            .map(Sink::Journal)
+            .or_else(|| syslog::unix(formatter).ok().map(Sink::Syslog));
     }
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(level);
     }
 }
 
-/// Sets the prefix of every following line, e.g. `4f3c2a1b9e8d prestart`.
-pub fn set_context(context: String) {
+/// Sets the prefix of every following line (`<short id>` or
+/// `<short id> <stage>`) and the journal fields `OCI_CONTAINER_ID` (the full
+/// id) and `OCI_STAGE`.
+pub fn set_context(id: &str, short_id: &str, stage: Option<&str>) {
     if let Ok(mut c) = LOGGER.context.lock() {
-        *c = context;
+        *c = match stage {
+            Some(stage) => format!("{short_id} {stage}"),
+            None => short_id.to_string(),
+        };
+    }
+    if let Ok(mut slot) = LOGGER.sink.lock() {
+        if matches!(*slot, Some(Sink::Journal(_))) {
+            let mut fields = vec![("OCI_CONTAINER_ID", id)];
+            if let Some(stage) = stage {
+                fields.push(("OCI_STAGE", stage));
+            }
+            if let Some(j) = journal(&fields) {
+                *slot = Some(Sink::Journal(j));
+            }
+        }
     }
 }
 
@@ -80,15 +123,34 @@ impl Log for HookLogger {
         };
         let level = record.level().as_str().to_ascii_lowercase();
         let _ = writeln!(std::io::stderr(), "oci-systemd-hook: {level}: {line}");
-        if let Ok(mut slot) = self.syslog.lock()
-            && let Some(s) = slot.as_mut()
-        {
-            let _ = match record.level() {
-                Level::Error => s.err(&line),
-                Level::Warn => s.warning(&line),
-                Level::Info => s.info(&line),
-                Level::Debug | Level::Trace => s.debug(&line),
-            };
+        let Ok(mut slot) = self.sink.lock() else {
+            return;
+        };
+        match slot.as_mut() {
+            // Journal fields come from the extra fields and the record's
+            // key-values (`action = ...` becomes OCI_ACTION).
+            Some(Sink::Journal(j)) => {
+                let args = format_args!("{line}");
+                let rec = Record::builder()
+                    .args(args)
+                    .level(record.level())
+                    .target(record.target())
+                    .module_path(record.module_path())
+                    .file(record.file())
+                    .line(record.line())
+                    .key_values(record.key_values())
+                    .build();
+                let _ = j.journal_send(&rec);
+            }
+            Some(Sink::Syslog(s)) => {
+                let _ = match record.level() {
+                    Level::Error => s.err(&line),
+                    Level::Warn => s.warning(&line),
+                    Level::Info => s.info(&line),
+                    Level::Debug | Level::Trace => s.debug(&line),
+                };
+            }
+            None => {}
         }
     }
 

@@ -139,6 +139,23 @@ pub enum Action {
     ClearFile { dest: PathBuf, expected: String },
 }
 
+impl Action {
+    /// A one-word name of the action's kind, for logs (journal field
+    /// `OCI_ACTION`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::HostDir { .. } => "host-dir",
+            Action::Tmpfs { .. } => "tmpfs",
+            Action::Mkdir { .. } => "mkdir",
+            Action::Bind { .. } => "bind",
+            Action::BindInside { .. } => "bind-inside",
+            Action::RemountReadOnly { .. } => "remount-ro",
+            Action::WriteFile { .. } => "write",
+            Action::ClearFile { .. } => "clear",
+        }
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -52,12 +52,12 @@ pub fn run(invocation: &Invocation, stdin: impl Read) -> u8 {
     ) {
         StageChoice::Known(s) => s,
         StageChoice::Unknown(name) => {
-            hooklog::set_context(state.short_id().to_string());
+            hooklog::set_context(&state.id, state.short_id(), None);
             log::info!("stage {name:?} is not one this hook handles; nothing to do");
             return EXIT_OK;
         }
     };
-    hooklog::set_context(format!("{} {stage}", state.short_id()));
+    hooklog::set_context(&state.id, state.short_id(), Some(&stage.to_string()));
     let result = match stage {
         Stage::Prestart => prestart(&state),
         Stage::Poststop => poststop(&state),

@@ -309,3 +309,31 @@ fn refuses_a_pid_in_the_host_mount_namespace() {
     assert_eq!(host_mounts(), host_before);
     assert!(!sb.host_journal().exists());
 }
+
+#[test]
+#[serial_test::serial]
+fn errors_reach_journald_with_container_fields() {
+    require_root();
+    // A real systemd-journald, started in a private mount namespace with its
+    // own /run/systemd and /run/log, receives the hook's error record.
+    let script = format!(
+        r#"set -e
+mount -t tmpfs tmpfs /run/systemd 2>/dev/null || {{ mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd; }}
+mkdir -p /run/systemd/journal /run/log
+mount -t tmpfs tmpfs /run/log
+/lib/systemd/systemd-journald & jp=$!
+trap 'kill $jp' EXIT
+for i in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
+echo '{{"id":"0123456789abcdef0123456789abcdef","pid":1,"bundle":"/nonexistent"}}' | {hook} 2>/dev/null || true
+sleep 0.3
+journalctl -D /run/log/journal -t oci-systemd-hook -o verbose --no-pager"#,
+        hook = HOOK
+    );
+    let o = Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("PRIORITY=3"), "{text}");
+    assert!(text.contains("OCI_CONTAINER_ID=0123456789abcdef0123456789abcdef"), "{text}");
+    assert!(text.contains("OCI_STAGE=prestart"), "{text}");
+    assert!(text.contains("MESSAGE=0123456789ab prestart: cannot load /nonexistent/config.json"), "{text}");
+}
