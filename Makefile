@@ -3,6 +3,7 @@
 #   make install      install binary + hooks.d descriptor (PREFIX, DESTDIR)
 #   make demo         set up the host, boot a systemd container with the hook
 #   make test         everything: unit, privileged and podman integration tests (root)
+#   make vm-integration  the bats suite in QEMU VMs: unified, hybrid, legacy cgroups (root)
 #   make docs         the man page (go-md2man)
 #   make dist         source tarball with vendored crates; make rpm builds the RPM
 
@@ -19,7 +20,7 @@ DIST       := build/oci-systemd-hook-$(VERSION).tar.gz
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: all build docs dist rpm rpm-check manifests-check install uninstall setup rootfs demo test test-unit test-privileged integration vagrant-validate clean
+.PHONY: bench all build docs dist rpm rpm-check manifests-check install uninstall setup rootfs demo test test-unit test-privileged integration vm-integration vagrant-validate clean
 
 all: build
 
@@ -90,6 +91,16 @@ test-privileged:
 # The conformance suite: podman with crun, podman with runc, bare runc.
 integration: build rootfs
 	integration/run-suite.sh
+
+# The conformance suite inside Debian bookworm VMs (QEMU, offline), one per
+# cgroup layout (integration/vm/run.sh). Not part of `test`: it takes about
+# 10-15 minutes under software emulation.
+vm-integration: build
+	integration/vm/run.sh
+
+# A benchmark, not a test: prints the hook's latency, RSS and end-to-end cost.
+bench: rootfs
+	OSH_ROOTFS=$$(integration/build-rootfs.sh) $(CARGO) bench --locked --bench hook
 
 # The Kubernetes manifests against the Kubernetes schemas; the CRI-O drop-in.
 manifests-check:

@@ -77,7 +77,8 @@ run_and_check() {
   mount -t overlay overlay -o "lowerdir=$OSH_ROOTFS,upperdir=$BATS_TEST_TMPDIR/up,workdir=$BATS_TEST_TMPDIR/work" "$BUNDLE/rootfs"
   before=$(osh_host_mounts)
   t0=$(osh_now)
-  (cd "$BUNDLE" && runc run -d "$ID" </dev/null >"$BATS_TEST_TMPDIR/console.log" 2>&1)
+  (cd "$BUNDLE" && runc run -d "$ID" </dev/null >"$BATS_TEST_TMPDIR/console.log" 2>&1) \
+    || { echo "runc run failed:" >&2; cat "$BATS_TEST_TMPDIR/console.log" >&2; return 1; }
   state=""
   for ((i = 0; i < 180; i++)); do
     state=$(runc exec "$ID" systemctl is-system-running 2>/dev/null) || true

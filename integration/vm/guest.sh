@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Runs inside a test VM (see run.sh): osh-vm.service in the image unpacks the
+# input disk (/dev/vdb: the hook binary, integration/, hooks.d/, vm-params)
+# and execs this script after multi-user.target. It checks that the guest has
+# the cgroup layout run.sh asked for, runs integration/host-quirks.sh and the
+# bats suite (podman.bats with crun and runc, runc.bats), collects evidence
+# when something fails, and writes everything as a tar onto /dev/vdc. The VM
+# powers off when the unit ends. Console lines starting with OSH-VM are
+# markers run.sh reads from the serial log.
+set -uo pipefail
+
+work=$(cd "$(dirname "$0")/../.." && pwd)
+out=/var/lib/osh-vm/out
+rootfs=/var/lib/oci-systemd-hook/rootfs
+export HOME=/root
+# OSH_VM_LAYOUT, OSH_VM_FILTER, OSH_VM_RUNS
+# shellcheck source=/dev/null
+. "$work/vm-params"
+
+rm -rf "$out"
+mkdir -p "$out"
+
+now() { awk '{print $1}' /proc/uptime; }
+
+observed_layout() {
+  case "$(stat -fc %T /sys/fs/cgroup)" in
+    cgroup2fs) echo unified ;;
+    tmpfs) if [ "$(stat -fc %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ]; then echo hybrid; else echo legacy; fi ;;
+    *) echo "unknown:$(stat -fc %T /sys/fs/cgroup)" ;;
+  esac
+}
+
+# diag_podman RUNTIME CGROUPNS: boots one container with the hook at debug log
+# level outside bats (whose teardown removes everything) and records what a
+# failure report needs: podman's stderr (the hook's stderr on a prestart
+# failure), the mount table, /proc/1/cgroup and failed units inside, the
+# container's console and journal, the hook's syslog lines.
+diag_podman() {
+  local rt=$1 ns=$2 d hooks id mid state
+  d=$out/diag-$rt-$ns
+  mkdir -p "$d"
+  hooks=$(mktemp -d)
+  cat > "$hooks/oci-systemd-hook.json" <<JSON
+{"version": "1.0.0",
+ "hook": {"path": "$work/target/release/oci-systemd-hook", "env": ["OCI_SYSTEMD_HOOK_LOG=debug"]},
+ "when": {"commands": ["^.*/init$", "^.*/systemd$"]},
+ "stages": ["prestart", "poststop"]}
+JSON
+  # shellcheck source=integration/lib.bash
+  . "$work/integration/lib.bash"
+  echo "--- diag: podman --runtime $rt run --cgroupns=$ns (hook log level debug)"
+  awk '{print $4, $5}' /proc/self/mountinfo | sort > "$d/.before"
+  id=$(podman --runtime "$rt" --hooks-dir "$hooks" run -d "${OSH_PODMAN_ARGS[@]}" \
+         --cgroupns="$ns" --memory 512m --rootfs "$rootfs:O" /sbin/init 2> "$d/podman-run.stderr")
+  echo "podman run exit: $? id=$id" > "$d/summary.txt"
+  if [ -n "$id" ]; then
+    mid=${id:0:32}
+    state=$(osh_wait_running "$id" 90)
+    echo "is-system-running: $state" >> "$d/summary.txt"
+    podman exec "$id" findmnt -o TARGET,SOURCE,FSTYPE,OPTIONS > "$d/findmnt.txt" 2>&1
+    podman exec "$id" cat /proc/1/cgroup > "$d/proc-1-cgroup.txt" 2>&1
+    podman exec "$id" systemctl --failed --no-pager > "$d/systemctl-failed.txt" 2>&1
+    podman exec "$id" sh -c 'for u in $(systemctl --failed --no-legend --plain | awk "{print \$1}"); do systemctl status --no-pager -l "$u"; done' \
+      > "$d/failed-status.txt" 2>&1
+    podman inspect "$id" > "$d/podman-inspect.json" 2>&1
+    # Mount propagation evidence: the guest's (host side) cgroup mounts with
+    # their peer groups (shared:N), the container init's, and what appeared
+    # in the host's mount table since the container started.
+    grep -E ' cgroup2? |/sys/fs/cgroup' /proc/self/mountinfo > "$d/host-mountinfo-cgroup.txt"
+    local pid
+    pid=$(podman inspect -f '{{.State.Pid}}' "$id" 2>/dev/null)
+    [ -n "$pid" ] && [ "$pid" != 0 ] && grep -E 'cgroup|journal|machine-id' "/proc/$pid/mountinfo" > "$d/container-mountinfo.txt" 2>&1
+    awk '{print $4, $5}' /proc/self/mountinfo | sort | diff "$d/.before" - > "$d/host-mounts-new-while-running.txt"
+    cat "/sys/fs/cgroup/$(podman inspect -f '{{.State.CgroupPath}}' "$id" 2>/dev/null)/cgroup.procs" \
+      > "$d/host-cgroup-procs.txt" 2>&1
+    podman stop -t 30 "$id" > /dev/null 2>&1
+    echo "exit code after stop: $(podman inspect -f '{{.State.ExitCode}}' "$id" 2>/dev/null)" >> "$d/summary.txt"
+    podman logs "$id" > "$d/console.txt" 2>&1
+    journalctl -D "/var/log/journal/$mid" --no-pager > "$d/container-journal.txt" 2>&1
+    podman rm -f -t 0 "$id" > "$d/podman-rm.txt" 2>&1
+    awk '{print $4, $5}' /proc/self/mountinfo | sort | diff "$d/.before" - > "$d/host-mounts-left-after-rm.txt"
+    rm -rf "/var/log/journal/$mid"
+  fi
+  journalctl -b -t oci-systemd-hook --no-pager > "$d/hook-syslog.txt" 2>&1
+  rm -rf "$hooks" "$d/.before"
+  # The short version on the console; everything is in the results.
+  for f in summary.txt podman-run.stderr proc-1-cgroup.txt host-mounts-new-while-running.txt host-mounts-left-after-rm.txt systemctl-failed.txt; do
+    [ -f "$d/$f" ] && { echo "=== $f"; cat "$d/$f"; }
+  done
+  [ -f "$d/findmnt.txt" ] && { echo "=== findmnt.txt (cgroup lines)"; grep cgroup "$d/findmnt.txt"; }
+  return 0
+}
+
+main() {
+  local want layout t0 t1 rc=0 name rt file any_fail=0
+  echo "OSH-VM: suite start uptime=$(now) multi-user=$(systemctl show -p ActiveEnterTimestampMonotonic --value multi-user.target)us"
+  uname -a
+  want=$OSH_VM_LAYOUT
+  layout=$(observed_layout)
+  echo "OSH-VM: layout asked=$want observed=$layout cmdline=$(cat /proc/cmdline)"
+  findmnt -R -o TARGET,FSTYPE,OPTIONS /sys/fs/cgroup
+  cat /proc/self/cgroup
+  if [ "$layout" != "$want" ]; then
+    echo "OSH-VM: ERROR the guest booted with the $layout cgroup layout, not $want"
+    echo layout-mismatch > "$out/error"
+    return 1
+  fi
+  "$work/integration/host-quirks.sh" || { echo host-quirks > "$out/error"; return 1; }
+  podman version --format '{{.Client.Version}}' | sed 's/^/podman /'
+  crun --version | head -n 1; runc --version | head -n 1; bats --version
+
+  for name in $OSH_VM_RUNS; do
+    case "$name" in
+      podman-crun) rt=crun file=podman.bats ;;
+      podman-runc) rt=runc file=podman.bats ;;
+      runc) rt=runc file=runc.bats ;;
+      *) echo "OSH-VM: unknown run $name"; return 1 ;;
+    esac
+    echo "OSH-VM: run $name start uptime=$(now)"
+    t0=$(now)
+    OSH_ROOTFS=$rootfs OSH_RUNTIME=$rt bats --tap --timing ${OSH_VM_FILTER:+--filter "$OSH_VM_FILTER"} \
+      "$work/integration/$file" 2>&1 | tee "$out/$name.tap"
+    rc=${PIPESTATUS[0]}
+    t1=$(now)
+    echo "$rc" > "$out/$name.rc"
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", b - a }' > "$out/$name.seconds"
+    echo "OSH-VM: run $name rc=$rc seconds=$(cat "$out/$name.seconds")"
+    [ "$rc" = 0 ] || any_fail=1
+  done
+
+  journalctl -b -t oci-systemd-hook --no-pager > "$out/hook-syslog.txt" 2>&1
+  if [ "$any_fail" = 1 ]; then
+    echo "OSH-VM: collecting evidence for the failures"
+    for name in $OSH_VM_RUNS; do
+      [ "$(cat "$out/$name.rc")" = 0 ] && continue
+      case "$name" in podman-crun) rt=crun ;; *) rt=runc ;; esac
+      [ -d "$out/diag-$rt-host" ] || { diag_podman "$rt" host; diag_podman "$rt" private; }
+    done
+    systemctl --failed --no-pager > "$out/guest-systemctl-failed.txt" 2>&1
+    findmnt > "$out/guest-findmnt.txt" 2>&1
+  fi
+  return 0
+}
+
+t_start=$(now)
+main 2>&1 | tee "$out/guest.log"
+rc=${PIPESTATUS[0]}
+echo "$rc" > "$out/guest.rc"
+echo "$t_start $(now)" > "$out/uptime-span"
+journalctl -b --no-pager > "$out/guest-journal.txt" 2>&1
+# The results disk: a plain tar the host reads back with `tar -xf`.
+ps -eo pid,stat,cgroup:80,args --forest > "$out/guest-ps.txt" 2>&1
+tar -cf /dev/vdc -C "$out" . && sync
+echo "OSH-VM: RESULT rc=$rc"
+# Power off now rather than through the unit's SuccessAction: a clean
+# shutdown can hang on what a failed case left behind (seen on unified: the
+# unit never finished), and the results are written and synced already.
+sync
+systemctl poweroff -ff

@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# Proves the hook on all three cgroup layouts: boots a Debian bookworm VM
+# (integration/vm/build-image.sh, cached) once per layout with QEMU, offline,
+# and runs the bats conformance suite inside each guest. Run as root.
+#
+#   unified  systemd.unified_cgroup_hierarchy=1
+#   hybrid   systemd.unified_cgroup_hierarchy=0
+#   legacy   systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=1
+#
+# Per layout: a qcow2 overlay over the cached image (the cache stays clean),
+# direct kernel boot, no network. Disk 2 is a tar with the hook binary
+# (target/release), integration/, hooks.d/ and vm-params; the image's
+# osh-vm.service runs integration/vm/guest.sh from it after multi-user.target,
+# which writes its results as a tar onto disk 3 and powers the VM off.
+# One VM at a time. KVM only when a probe boots a kernel fast, else TCG.
+#
+# Environment (all optional):
+#   OSH_VM_LAYOUTS        layouts to run (default "unified hybrid legacy")
+#   OSH_VM_RUNS           suite runs per guest (default "podman-crun podman-runc runc")
+#   OSH_VM_FILTER         bats --filter (default "cgroupns": the host and private
+#                         cgroupns boot cases of podman.bats and runc.bats; empty
+#                         for the whole suite, slow under TCG)
+#   OSH_VM_TIMEOUT        seconds one VM may take before it is killed (default 1200)
+#   OSH_VM_MEM, OSH_VM_CPUS  guest size (default 4096 MiB, 2)
+#   OSH_VM_ACCEL          kvm or tcg: skip the probe
+#   OSH_VM_LOGS           where serial logs and results are kept (default target/vm-integration)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cache=${OSH_VM_CACHE:-/var/cache/oci-systemd-hook/vm}
+layouts=${OSH_VM_LAYOUTS:-unified hybrid legacy}
+runs=${OSH_VM_RUNS:-podman-crun podman-runc runc}
+filter=${OSH_VM_FILTER-cgroupns}
+vm_timeout=${OSH_VM_TIMEOUT:-1200}
+mem=${OSH_VM_MEM:-4096}
+cpus=${OSH_VM_CPUS:-2}
+logs=${OSH_VM_LOGS:-$root/target/vm-integration}
+
+log() { printf 'vm: %s\n' "$*" >&2; }
+die() { printf 'vm: error: %s\n' "$*" >&2; exit 1; }
+elapsed() { echo $(( $(date +%s) - $1 )); }
+
+[ "$(id -u)" = 0 ] || die "run as root"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+# --- host tools --------------------------------------------------------------
+# qemu-system-x86 and qemu-utils must come from the same release: a newer
+# qemu-utils (backports) Breaks the release's qemu-system-common, so when the
+# plain install fails, qemu-utils is pinned to qemu-system-x86's version.
+if ! command -v qemu-system-x86_64 >/dev/null || ! command -v qemu-img >/dev/null; then
+  log "installing qemu-system-x86 qemu-utils"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  if ! apt-get install -y -q --no-install-recommends qemu-system-x86 qemu-utils >&2; then
+    v=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+    log "retrying with qemu-utils=$v"
+    apt-get install -y -q --no-install-recommends --allow-downgrades qemu-system-x86 "qemu-utils=$v" >&2
+  fi
+fi
+
+t_all=$(date +%s)
+t=$(date +%s)
+(cd "$root" && cargo build --release --locked) >&2
+hook=$root/target/release/oci-systemd-hook
+[ -x "$hook" ] || die "no $hook after cargo build"
+t_cargo=$(elapsed "$t")
+
+t=$(date +%s)
+image=$("$here/build-image.sh")
+t_image=$(elapsed "$t")
+
+# --- per-run scratch, inside the cache dir, removed on exit --------------------
+mkdir -p "$cache"
+work=$(mktemp -d "$cache/run.XXXXXX")
+qemu_pid=""
+cleanup() {
+  if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
+    kill "$qemu_pid" 2>/dev/null || true
+    sleep 1
+    kill -9 "$qemu_pid" 2>/dev/null || true
+    wait "$qemu_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rm -rf "$logs"
+mkdir -p "$logs"
+
+# --- accelerator ---------------------------------------------------------------
+# The probe boots the image's kernel with no root device under KVM: a usable
+# KVM reaches the "VFS: Unable to mount root fs" panic in a second or two and
+# QEMU exits (-no-reboot); a broken one aborts or crawls past the limit.
+probe_kvm() {
+  [ -c /dev/kvm ] || return 1
+  local plog=$work/kvm-probe.log t0 rc=0
+  t0=$(date +%s)
+  timeout 15 qemu-system-x86_64 -accel kvm -cpu host -m 512 -smp 1 -nographic -no-reboot \
+    -nic none -monitor none -serial "file:$plog" \
+    -kernel "$image/vmlinuz" -append "console=ttyS0 panic=-1 root=/dev/osh-probe-none" \
+    </dev/null >"$work/kvm-probe.out" 2>&1 || rc=$?
+  if [ "$rc" = 0 ] && grep -q 'Kernel panic' "$plog" 2>/dev/null; then
+    log "KVM probe: kernel reached its panic in $(elapsed "$t0") s: using KVM"
+    return 0
+  fi
+  log "KVM probe failed (rc=$rc after $(elapsed "$t0") s: $(tr '\n' ' ' < "$work/kvm-probe.out" | cut -c1-160)): using TCG"
+  return 1
+}
+case "${OSH_VM_ACCEL:-}" in
+  kvm) accel=(-accel kvm -cpu host) ;;
+  tcg) accel=(-accel tcg,thread=multi -cpu max) ;;
+  *) if probe_kvm; then accel=(-accel kvm -cpu host); else accel=(-accel tcg,thread=multi -cpu max); fi ;;
+esac
+
+layout_args() {
+  case "$1" in
+    unified) echo "systemd.unified_cgroup_hierarchy=1" ;;
+    hybrid) echo "systemd.unified_cgroup_hierarchy=0" ;;
+    legacy) echo "systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=1" ;;
+    *) die "unknown layout $1 (unified, hybrid, legacy)" ;;
+  esac
+}
+
+# run_layout LAYOUT: boots one VM, waits for it, reads the results back into
+# $logs/LAYOUT. Sets BOOT_S, SUITE_S, VM_S. Returns 0 when the guest came back
+# with results (whatever they say), 1 when it did not.
+run_layout() {
+  local layout=$1 d=$logs/$1 serial overlay in out t0 now_s seen_start="" shown=0
+  serial=$d/serial.log
+  overlay=$work/$layout.qcow2
+  in=$work/$layout-in.tar
+  out=$work/$layout-out.img
+  mkdir -p "$d" "$work/$layout-params"
+  BOOT_S="-" SUITE_S="-" VM_S="-"
+
+  qemu-img create -q -f qcow2 -F raw -b "$image/root.img" "$overlay"
+  cat > "$work/$layout-params/vm-params" <<EOF
+OSH_VM_LAYOUT=$layout
+OSH_VM_RUNS='$runs'
+OSH_VM_FILTER='$filter'
+EOF
+  tar -cf "$in" -C "$root" integration hooks.d target/release/oci-systemd-hook \
+    -C "$work/$layout-params" vm-params
+  truncate -s 256M "$out"
+
+  log "$layout: booting ($(layout_args "$layout"); ${accel[*]}; serial log $serial)"
+  t0=$(date +%s)
+  qemu-system-x86_64 "${accel[@]}" -m "$mem" -smp "$cpus" -nographic -no-reboot \
+    -nic none -monitor none -serial "file:$serial" \
+    -device virtio-rng-pci \
+    -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
+    -append "root=/dev/vda rw console=ttyS0 panic=-1 systemd.show_status=1 $(layout_args "$layout")" \
+    -drive "file=$overlay,format=qcow2,if=virtio,cache=unsafe" \
+    -drive "file=$in,format=raw,if=virtio,readonly=on" \
+    -drive "file=$out,format=raw,if=virtio" \
+    </dev/null >"$d/qemu.out" 2>&1 &
+  qemu_pid=$!
+
+  # Follow the serial log: boot time at the guest's first marker, progress
+  # lines (markers, TAP results, the suite's timing lines) as they come.
+  while kill -0 "$qemu_pid" 2>/dev/null; do
+    now_s=$(elapsed "$t0")
+    if [ -f "$serial" ]; then
+      if [ -z "$seen_start" ] && grep -q 'OSH-VM: suite start' "$serial"; then
+        seen_start=$now_s
+        BOOT_S=$now_s
+      fi
+      local lines
+      # Console lines of osh-vm.service come as "[ uptime] osh-vm-boot[pid]: text".
+      lines=$(tr -d '\r' < "$serial" | sed -nE 's/^\[ *[0-9.]+\] osh-vm-boot\[[0-9]+\]: //p' |
+        grep -aE '^(OSH-VM|ok |not ok |# (crun|runc) )' || true)
+      if [ -n "$lines" ]; then
+        local n
+        n=$(printf '%s\n' "$lines" | wc -l)
+        if [ "$n" -gt "$shown" ]; then
+          printf '%s\n' "$lines" | tail -n +"$((shown + 1))" | sed "s/^/vm: $layout: /" >&2
+          shown=$n
+        fi
+      fi
+    fi
+    if [ "$now_s" -ge "$vm_timeout" ]; then
+      log "$layout: ERROR the guest did not come back within $vm_timeout s: killing QEMU (pid $qemu_pid)"
+      kill "$qemu_pid" 2>/dev/null || true
+      sleep 2
+      kill -9 "$qemu_pid" 2>/dev/null || true
+      wait "$qemu_pid" 2>/dev/null || true
+      qemu_pid=""
+      log "$layout: last lines of the serial log:"
+      tr -d '\r' < "$serial" | tail -n 40 | sed 's/^/    /' >&2
+      VM_S=$(elapsed "$t0")
+      return 1
+    fi
+    sleep 2
+  done
+  local qrc=0
+  wait "$qemu_pid" || qrc=$?
+  qemu_pid=""
+  VM_S=$(elapsed "$t0")
+  [ -n "$seen_start" ] && SUITE_S=$(( VM_S - seen_start ))
+  if [ "$qrc" != 0 ]; then
+    log "$layout: QEMU exited with $qrc: $(tr '\n' ' ' < "$d/qemu.out" | cut -c1-300)"
+  fi
+  mkdir -p "$d/results"
+  tar -xf "$out" -C "$d/results" 2>/dev/null || true
+  rm -f "$overlay" "$in" "$out"
+  if [ ! -f "$d/results/guest.rc" ]; then
+    log "$layout: ERROR the guest wrote no results (QEMU rc $qrc after $VM_S s); last lines of the serial log:"
+    tr -d '\r' < "$serial" | tail -n 40 | sed 's/^/    /' >&2
+    return 1
+  fi
+  return 0
+}
+
+# summarize LAYOUT: pass/fail per case with the suite's timing lines.
+summarize() {
+  local layout=$1 r=$logs/$1/results name rc
+  for name in $runs; do
+    rc=$(cat "$r/$name.rc" 2>/dev/null || echo "?")
+    printf '  %-12s bats rc=%s, %s s\n' "$name" "$rc" "$(cat "$r/$name.seconds" 2>/dev/null || echo '?')"
+    [ -f "$r/$name.tap" ] || continue
+    # "ok 1 description in 31234ms" / "not ok ..." and "# runtime ...: running after X s, stop Y s"
+    awk '
+      /^(ok|not ok) / {
+        if (match($0, / in [0-9]+ms$/)) {
+          ms = substr($0, RSTART + 4, RLENGTH - 6)
+          $0 = substr($0, 1, RSTART - 1) sprintf("  [%.1f s]", ms / 1000)
+        }
+        print "    " $0; next
+      }
+      /^# (crun|runc) / { print "        " $0 }
+    ' "$r/$name.tap"
+  done
+  if [ -f "$r/error" ]; then echo "  guest error: $(cat "$r/error")"; fi
+}
+
+declare -A status boot suite vmtime
+fail=0
+for layout in $layouts; do
+  layout_args "$layout" >/dev/null
+  if run_layout "$layout"; then
+    ok=1
+    [ "$(cat "$logs/$layout/results/guest.rc")" = 0 ] || ok=0
+    for name in $runs; do
+      [ "$(cat "$logs/$layout/results/$name.rc" 2>/dev/null)" = 0 ] || ok=0
+    done
+    if [ "$ok" = 1 ]; then status[$layout]=PASS; else status[$layout]=FAIL; fail=1; fi
+  else
+    status[$layout]="FAIL (guest did not come back)"
+    fail=1
+  fi
+  boot[$layout]=$BOOT_S suite[$layout]=$SUITE_S vmtime[$layout]=$VM_S
+  log "$layout: ${status[$layout]} (guest up after ${BOOT_S} s, suite ${SUITE_S} s, VM ${VM_S} s)"
+done
+
+echo
+echo "=== oci-systemd-hook VM integration (${accel[*]}, ${mem} MiB, ${cpus} vCPUs)"
+echo "hook from $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?'); cargo build ${t_cargo} s, image ${t_image} s ($image)"
+for layout in $layouts; do
+  echo
+  echo "--- $layout: ${status[$layout]}"
+  echo "  guest boot (QEMU start to suite start) ${boot[$layout]} s, suite + poweroff ${suite[$layout]} s, VM total ${vmtime[$layout]} s"
+  if [ -f "$logs/$layout/results/guest.log" ]; then
+    sed -n 's/^OSH-VM: suite start uptime=\([0-9.]*\) multi-user=\([0-9]*\)us.*/\1 \2/p' \
+      "$logs/$layout/results/guest.log" |
+      awk '{ printf "  guest clock: multi-user.target reached at %.1f s, suite started at %.1f s\n", $2 / 1e6, $1 }'
+    summarize "$layout"
+  fi
+  echo "  logs: $logs/$layout"
+done
+echo
+echo "total wall time $(elapsed "$t_all") s"
+exit "$fail"
