@@ -24,8 +24,9 @@ use anyhow::{Context, bail};
 use pathrs::error::ErrorKind;
 use pathrs::flags::OpenFlags;
 use pathrs::{Handle, Root};
-use rustix::fs::{AtFlags, FileType, StatxFlags, statx};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, StatxFlags, Uid, chownat, statx};
 
+use crate::config::Owner;
 use crate::copyup;
 use crate::mounts;
 use crate::plan::{Action, HostSource, Plan, TmpfsOptions};
@@ -64,12 +65,39 @@ fn prestart_inner(
 ) -> anyhow::Result<()> {
     // 1. Host side.
     let mut sources: Vec<Option<OwnedFd>> = Vec::with_capacity(plan.actions.len());
+    let mut skipped_dirs: Vec<&Path> = Vec::new();
     for action in &plan.actions {
         sources.push(match action {
-            Action::HostDir { path, mode } => {
-                create_host_dir(path, *mode, created).with_context(|| action.to_string())?;
+            Action::HostDir {
+                path,
+                mode,
+                owner,
+                label,
+                optional,
+            } => {
+                match create_host_dir(path, *mode, created) {
+                    Ok(()) => label_and_own(path, *owner, label.as_deref())
+                        .with_context(|| action.to_string())?,
+                    Err(e) if *optional && is_denied(&e) => {
+                        log::warn!("{action}: {e:#}; skipped (no host journal for this container)");
+                        skipped_dirs.push(path);
+                    }
+                    Err(e) => return Err(e.context(action.to_string())),
+                }
                 None
             }
+            Action::DelegateCgroup {
+                source,
+                files,
+                owner,
+            } => {
+                delegate_cgroup(source, files, *owner).with_context(|| action.to_string())?;
+                None
+            }
+            Action::Bind {
+                source: HostSource::Path(p),
+                ..
+            } if skipped_dirs.contains(&p.as_path()) => None,
             Action::Bind { source, .. } => {
                 Some(open_host_source(source).with_context(|| action.to_string())?)
             }
@@ -140,6 +168,72 @@ fn create_host_dir(path: &Path, mode: u32, created: &mut Vec<PathBuf>) -> anyhow
     Ok(())
 }
 
+/// Whether creating a host directory failed because the hook may not (a
+/// rootless hook, a read-only /var): the cases where an optional step is
+/// skipped instead of failing the container.
+fn is_denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|n| matches!(n, libc::EACCES | libc::EPERM | libc::EROFS))
+    })
+}
+
+/// Gives a host directory the hook made to `owner` and the SELinux `label`.
+fn label_and_own(path: &Path, owner: Option<Owner>, label: Option<&str>) -> anyhow::Result<()> {
+    let dir = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    if let Some(o) = owner {
+        chownat(
+            &dir,
+            "",
+            Some(Uid::from_raw(o.uid)),
+            Some(Gid::from_raw(o.gid)),
+            AtFlags::EMPTY_PATH,
+        )
+        .with_context(|| format!("chown {}", path.display()))?;
+    }
+    if let Some(l) = label {
+        // xattrs cannot be set through an O_PATH fd; the path was just made by us.
+        rustix::fs::lsetxattr(
+            path,
+            "security.selinux",
+            l.as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        )
+        .with_context(|| format!("label {} {l}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Chowns the container's own cgroup directory and the given files in it
+/// (resolved beneath it, no symlinks) to `owner`; nothing else.
+fn delegate_cgroup(source: &HostSource, files: &[String], owner: Owner) -> anyhow::Result<()> {
+    let HostSource::Beneath { base, path } = source else {
+        bail!("a cgroup to delegate must be a path beneath its hierarchy");
+    };
+    let dir = Root::open(base)?.resolve(path)?;
+    let (uid, gid) = (
+        Some(Uid::from_raw(owner.uid)),
+        Some(Gid::from_raw(owner.gid)),
+    );
+    chownat(dir.as_fd(), "", uid, gid, AtFlags::EMPTY_PATH)?;
+    for f in files {
+        match mounts::open_beneath(dir.as_fd(), Path::new(f)) {
+            Ok(fd) => chownat(&fd, "", uid, gid, AtFlags::EMPTY_PATH)
+                .with_context(|| format!("chown {f}"))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                log::debug!("cgroup file {f} absent")
+            }
+            Err(e) => return Err(e).with_context(|| format!("open {f}")),
+        }
+    }
+    Ok(())
+}
+
 fn open_host_source(source: &HostSource) -> anyhow::Result<OwnedFd> {
     match source {
         HostSource::Path(p) => {
@@ -176,7 +270,7 @@ fn join_mount_namespace(pid: i32) -> anyhow::Result<()> {
 
 fn run_in_rootfs(root: &Root, action: &Action, source: Option<OwnedFd>) -> anyhow::Result<()> {
     match action {
-        Action::HostDir { .. } => Ok(()),
+        Action::HostDir { .. } | Action::DelegateCgroup { .. } => Ok(()),
         Action::Tmpfs {
             dest,
             options,
@@ -198,7 +292,10 @@ fn run_in_rootfs(root: &Root, action: &Action, source: Option<OwnedFd>) -> anyho
             fallback,
             ..
         } => {
-            let source = source.context("no host source opened")?;
+            let Some(source) = source else {
+                log::warn!("{action}: skipped, its host directory could not be made");
+                return Ok(());
+            };
             let dir = mounts::is_dir(source.as_fd())?;
             let target = match mount_point(root, dest, dir) {
                 Ok(t) => t,
@@ -239,7 +336,8 @@ fn run_in_rootfs(root: &Root, action: &Action, source: Option<OwnedFd>) -> anyho
             dest,
             contents,
             mode,
-        } => write_file(root, dest, contents.as_bytes(), *mode),
+            owner,
+        } => write_file(root, dest, contents.as_bytes(), *mode, *owner),
         Action::ClearFile { .. } => bail!("not a prestart action"),
     }
 }
@@ -363,7 +461,13 @@ fn regular_file(handle: &Handle) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_file(root: &Root, dest: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+fn write_file(
+    root: &Root,
+    dest: &Path,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<Owner>,
+) -> anyhow::Result<()> {
     let mut file = match root.resolve(dest) {
         Ok(h) => {
             regular_file(&h)?;
@@ -373,17 +477,26 @@ fn write_file(root: &Root, dest: &Path, contents: &[u8], mode: u32) -> anyhow::R
             if let Some(parent) = dest.parent() {
                 dir_in_root(root, parent)?;
             }
-            root.create_file(
-                dest,
-                OpenFlags::O_WRONLY | OpenFlags::O_EXCL,
-                &Permissions::from_mode(mode),
-            )
-            .with_context(|| {
-                format!(
-                    "cannot create {} inside the rootfs (dangling symlink?)",
-                    dest.display()
+            let file = root
+                .create_file(
+                    dest,
+                    OpenFlags::O_WRONLY | OpenFlags::O_EXCL,
+                    &Permissions::from_mode(mode),
                 )
-            })?
+                .with_context(|| {
+                    format!(
+                        "cannot create {} inside the rootfs (dangling symlink?)",
+                        dest.display()
+                    )
+                })?;
+            if let Some(o) = owner {
+                rustix::fs::fchown(
+                    &file,
+                    Some(Uid::from_raw(o.uid)),
+                    Some(Gid::from_raw(o.gid)),
+                )?;
+            }
+            file
         }
         Err(e) => {
             return Err(anyhow::Error::new(e).context(format!(

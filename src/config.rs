@@ -6,7 +6,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
 
 /// Why `config.json` cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +20,8 @@ pub enum ConfigError {
     NoRoot(PathBuf),
     #[error("{0} has no `process`")]
     NoProcess(PathBuf),
+    #[error("{0}")]
+    IdMapping(String),
 }
 
 /// What the hook uses from `config.json`.
@@ -42,6 +44,22 @@ pub struct ContainerConfig {
     pub memory_limit: Option<u64>,
     /// Whether `linux.namespaces` asks for a cgroup namespace (`--cgroupns=private`).
     pub cgroupns: bool,
+    /// With a user namespace: the host uid and gid that container root
+    /// maps to (`linux.uidMappings`/`gidMappings`); what the hook creates
+    /// for the container belongs to them.
+    pub root_owner: Option<Owner>,
+    /// `linux.mountLabel`: the SELinux context of the container's file
+    /// systems (e.g. `system_u:object_r:container_file_t:s0:c1,c2`).
+    pub mount_label: Option<String>,
+}
+
+/// A host uid and gid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// Host uid.
+    pub uid: u32,
+    /// Host gid.
+    pub gid: u32,
 }
 
 impl ContainerConfig {
@@ -65,15 +83,15 @@ impl ContainerConfig {
 ///
 /// # Errors
 /// [`ConfigError::Load`] when the file is missing, unreadable or not a valid
-/// runtime-spec config; [`ConfigError::NoRoot`] without `root.path`.
-/// A config without `process` loads with empty `args` (see [`from_spec`]).
+/// runtime-spec config; the errors of [`from_spec`].
+/// A config without `process` loads with empty `args`.
 pub fn load(bundle: &Path) -> Result<ContainerConfig, ConfigError> {
     let path = bundle.join("config.json");
     let spec = Spec::load(&path).map_err(|source| ConfigError::Load {
         path: path.clone(),
         source,
     })?;
-    from_spec(&spec, bundle).ok_or(ConfigError::NoRoot(path))
+    from_spec(&spec, bundle)
 }
 
 /// Loads `<bundle>/config.json` and insists on a `process` (needed to decide
@@ -90,19 +108,61 @@ pub fn load_with_process(bundle: &Path) -> Result<ContainerConfig, ConfigError> 
     if spec.process().is_none() {
         return Err(ConfigError::NoProcess(path));
     }
-    from_spec(&spec, bundle).ok_or(ConfigError::NoRoot(path))
+    from_spec(&spec, bundle)
 }
 
-/// Flattens a parsed [`Spec`]; `None` when it has no usable `root.path`.
-pub fn from_spec(spec: &Spec, bundle: &Path) -> Option<ContainerConfig> {
-    let root = spec.root().as_ref()?;
+/// The host uid (or gid) that container id 0 maps to in `mappings`
+/// (runtime-spec `config-linux.md#user-namespace-mappings`).
+///
+/// # Errors
+/// A message when the mappings are empty or none covers id 0.
+pub fn root_maps_to(mappings: &[LinuxIdMapping], what: &str) -> Result<u32, String> {
+    if mappings.is_empty() {
+        return Err(format!(
+            "the container has a user namespace but no {what} mappings"
+        ));
+    }
+    mappings
+        .iter()
+        .find(|m| m.container_id() == 0 && m.size() > 0)
+        .map(|m| m.host_id())
+        .ok_or_else(|| format!("no {what} mapping covers container id 0 (root): {mappings:?}"))
+}
+
+/// Flattens a parsed [`Spec`]; `bundle` makes a relative `root.path`
+/// absolute.
+///
+/// # Errors
+/// [`ConfigError::NoRoot`] without a usable `root.path`;
+/// [`ConfigError::IdMapping`] for a user namespace whose uid or gid mappings
+/// are empty or leave container root unmapped.
+pub fn from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig, ConfigError> {
+    let no_root = || ConfigError::NoRoot(bundle.join("config.json"));
+    let root = spec.root().as_ref().ok_or_else(no_root)?;
     if root.path().as_os_str().is_empty() {
-        return None;
+        return Err(no_root());
     }
     let rootfs = bundle.join(root.path()); // join keeps an absolute root.path as is
     let process = spec.process().as_ref();
     let linux = spec.linux().as_ref();
-    Some(ContainerConfig {
+    let namespaces = linux.and_then(|l| l.namespaces().as_ref());
+    let has_ns = |t| namespaces.is_some_and(|ns| ns.iter().any(|n| n.typ() == t));
+    let uid_maps = linux
+        .and_then(|l| l.uid_mappings().clone())
+        .unwrap_or_default();
+    let gid_maps = linux
+        .and_then(|l| l.gid_mappings().clone())
+        .unwrap_or_default();
+    let root_owner =
+        if has_ns(LinuxNamespaceType::User) || !uid_maps.is_empty() || !gid_maps.is_empty() {
+            Some(Owner {
+                uid: root_maps_to(&uid_maps, "uid").map_err(ConfigError::IdMapping)?,
+                gid: root_maps_to(&gid_maps, "gid").map_err(ConfigError::IdMapping)?,
+            })
+        } else {
+            None
+        };
+    Ok(ContainerConfig {
         rootfs,
         readonly: root.readonly().unwrap_or(false),
         args: process.and_then(|p| p.args().clone()).unwrap_or_default(),
@@ -119,9 +179,11 @@ pub fn from_spec(spec: &Spec, bundle: &Path) -> Option<ContainerConfig> {
             .and_then(|m| m.limit())
             .and_then(|l| u64::try_from(l).ok())
             .filter(|l| *l > 0),
-        cgroupns: linux
-            .and_then(|l| l.namespaces().as_ref())
-            .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup)),
+        cgroupns: has_ns(LinuxNamespaceType::Cgroup),
+        root_owner,
+        mount_label: linux
+            .and_then(|l| l.mount_label().clone())
+            .filter(|l| !l.is_empty()),
     })
 }
 
@@ -171,6 +233,51 @@ mod tests {
         assert!(c.mounts(Path::new("/run/.containerenv")));
         assert!(!c.mounts(Path::new("/run")));
         assert!(!c.readonly);
+    }
+
+    #[test]
+    fn user_namespace_mappings_and_mount_label() {
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"r"},
+            "linux":{"namespaces":[{"type":"user"}],
+                     "uidMappings":[{"containerID":1,"hostID":200001,"size":65535},{"containerID":0,"hostID":100000,"size":1}],
+                     "gidMappings":[{"containerID":0,"hostID":100100,"size":65536}],
+                     "mountLabel":"system_u:object_r:container_file_t:s0:c1,c2"}}"#,
+        );
+        let c = from_spec(&s, Path::new("/b")).unwrap();
+        assert_eq!(
+            c.root_owner,
+            Some(Owner {
+                uid: 100000,
+                gid: 100100
+            })
+        );
+        assert_eq!(
+            c.mount_label.as_deref(),
+            Some("system_u:object_r:container_file_t:s0:c1,c2")
+        );
+        let plain = from_spec(
+            &spec(r#"{"ociVersion":"1.0.2","root":{"path":"r"}}"#),
+            Path::new("/b"),
+        )
+        .unwrap();
+        assert_eq!(plain.root_owner, None);
+        assert_eq!(plain.mount_label, None);
+    }
+
+    #[test]
+    fn empty_or_partial_mappings_are_errors() {
+        for linux in [
+            r#"{"namespaces":[{"type":"user"}]}"#,
+            r#"{"namespaces":[{"type":"user"}],"uidMappings":[{"containerID":1,"hostID":100000,"size":10}],"gidMappings":[{"containerID":0,"hostID":1,"size":1}]}"#,
+            r#"{"uidMappings":[{"containerID":0,"hostID":100000,"size":10}]}"#,
+        ] {
+            let s = spec(&format!(
+                r#"{{"ociVersion":"1.0.2","root":{{"path":"r"}},"linux":{linux}}}"#
+            ));
+            let e = from_spec(&s, Path::new("/b")).unwrap_err();
+            assert!(matches!(e, ConfigError::IdMapping(_)), "{linux}: {e}");
+        }
     }
 
     #[test]
@@ -232,7 +339,10 @@ mod tests {
     #[test]
     fn no_root_is_none_and_negative_limit_is_no_limit() {
         let s = spec(r#"{"ociVersion":"1.0.2"}"#);
-        assert!(from_spec(&s, Path::new("/b")).is_none());
+        assert!(matches!(
+            from_spec(&s, Path::new("/b")),
+            Err(ConfigError::NoRoot(_))
+        ));
         let s = spec(
             r#"{"ociVersion":"1.0.2","root":{"path":"r"},"linux":{"resources":{"memory":{"limit":-1}}}}"#,
         );

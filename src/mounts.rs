@@ -21,13 +21,18 @@ use rustix::mount::{
 
 use crate::plan::TmpfsOptions;
 
-/// Creates a detached tmpfs mount (nosuid, nodev) with `mode` and `size`,
-/// plus extra `key=value` mount options (e.g. SELinux `context`).
+/// Creates a detached tmpfs mount (nosuid, nodev) with the options of
+/// [`TmpfsOptions::pairs`] (mode, size, uid/gid, SELinux context), each set
+/// with `fsconfig(FSCONFIG_SET_STRING)`.
 pub fn new_tmpfs(options: &TmpfsOptions) -> io::Result<OwnedFd> {
     let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
-    fsconfig_set_string(&fs, "mode", format!("{:o}", options.mode))?;
-    if let Some(size) = options.size {
-        fsconfig_set_string(&fs, "size", size.to_string())?;
+    for (key, value) in options.pairs() {
+        fsconfig_set_string(&fs, key, value).map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("tmpfs option {key}: {e}"),
+            )
+        })?;
     }
     fsconfig_create(&fs)?;
     Ok(fsmount(

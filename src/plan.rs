@@ -35,7 +35,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::cgroup::{ContainerCgroups, Layout};
-use crate::config::ContainerConfig;
+use crate::config::{ContainerConfig, Owner};
 use crate::machine_id::MachineId;
 
 /// Size of the `/run` and `/run/lock` tmpfs, in bytes (64 MiB).
@@ -61,15 +61,61 @@ pub struct HostFacts {
     pub cgroup_memory_limit: Option<u64>,
     /// The host's journal directory root (normally `/var/log/journal`).
     pub journal_root: PathBuf,
+    /// Whether SELinux is enabled on the host (selinuxfs mounted); without
+    /// it a `context=` option would make the mount fail.
+    pub selinux: bool,
 }
 
 /// Options of a tmpfs the hook mounts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TmpfsOptions {
     /// Mode of the tmpfs root, e.g. `0o1777`.
     pub mode: u32,
     /// `size=` in bytes; `None` leaves the kernel default (half of RAM).
     pub size: Option<u64>,
+    /// Owner of the tmpfs root (`uid=`, `gid=`): the host ids container root
+    /// maps to, with a user namespace.
+    pub owner: Option<Owner>,
+    /// SELinux `context=` (`linux.mountLabel`), when SELinux is enabled.
+    pub context: Option<String>,
+}
+
+impl TmpfsOptions {
+    /// The options as `fsconfig(FSCONFIG_SET_STRING)` key/value pairs, in
+    /// order. Each value is passed whole, so an MCS label's commas need no
+    /// quoting here.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut v = vec![("mode", format!("{:o}", self.mode))];
+        if let Some(size) = self.size {
+            v.push(("size", size.to_string()));
+        }
+        if let Some(o) = self.owner {
+            v.push(("uid", o.uid.to_string()));
+            v.push(("gid", o.gid.to_string()));
+        }
+        if let Some(c) = &self.context {
+            v.push(("context", c.clone()));
+        }
+        v
+    }
+
+    /// The same options as a mount(2) data string, the way `mount -o` and
+    /// `/proc/self/mountinfo` spell them: comma-separated, with `context`
+    /// quoted because MCS labels contain commas
+    /// (`mode=755,size=67108864,context="system_u:object_r:container_file_t:s0:c1,c2"`).
+    pub fn mount_data(&self) -> String {
+        self.pairs()
+            .into_iter()
+            .map(|(k, v)| {
+                if k == "context" {
+                    format!("{k}=\"{v}\"")
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// A host object to bind into the container.
@@ -98,9 +144,27 @@ impl fmt::Display for HostSource {
 /// absolute paths inside the rootfs and are always resolved inside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Create a directory on the host (and missing parents, mode 0755). If
-    /// prestart fails later, what this created is removed again.
-    HostDir { path: PathBuf, mode: u32 },
+    /// Create a directory on the host (and missing parents, mode 0755),
+    /// owned by `owner` and labelled `label` (SELinux) when given. If
+    /// prestart fails later, what this created is removed again. When
+    /// `optional` and the hook may not create it (rootless), the step and the
+    /// binds of that directory are skipped with a warning.
+    HostDir {
+        path: PathBuf,
+        mode: u32,
+        owner: Option<Owner>,
+        label: Option<String>,
+        optional: bool,
+    },
+    /// Give the container's own cgroup (a directory beneath a hierarchy) and
+    /// the `files` in it that systemd writes to `owner`: cgroup delegation
+    /// to the user namespace's root (systemd's CONTAINER_INTERFACE.md). Done
+    /// on the host, only on that directory and those files.
+    DelegateCgroup {
+        source: HostSource,
+        files: Vec<String>,
+        owner: Owner,
+    },
     /// Mount a new tmpfs (nosuid, nodev) at `dest`, created if missing;
     /// copy the image's content of `dest` into it when `copy_up`; mounts
     /// below `dest` are moved into the new tmpfs.
@@ -128,12 +192,14 @@ pub enum Action {
     },
     /// Make the mount at `dest` read-only (nosuid, nodev, noexec).
     RemountReadOnly { dest: PathBuf },
-    /// Write `contents` to the regular file `dest` (created with `mode`,
-    /// truncated when it exists).
+    /// Write `contents` to the regular file `dest` (created with `mode` and
+    /// given to `owner` when given; truncated, owner unchanged, when it
+    /// exists).
     WriteFile {
         dest: PathBuf,
         contents: String,
         mode: u32,
+        owner: Option<Owner>,
     },
     /// Truncate the regular file `dest` when its content (trimmed) is `expected`.
     ClearFile { dest: PathBuf, expected: String },
@@ -145,6 +211,7 @@ impl Action {
     pub fn kind(&self) -> &'static str {
         match self {
             Action::HostDir { .. } => "host-dir",
+            Action::DelegateCgroup { .. } => "delegate-cgroup",
             Action::Tmpfs { .. } => "tmpfs",
             Action::Mkdir { .. } => "mkdir",
             Action::Bind { .. } => "bind",
@@ -159,8 +226,32 @@ impl Action {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::HostDir { path, mode } => {
-                write!(f, "mkdir on host {} mode {mode:o}", path.display())
+            Action::DelegateCgroup {
+                source,
+                files,
+                owner,
+            } => write!(
+                f,
+                "chown {source} and its {} to {}:{}",
+                files.join(", "),
+                owner.uid,
+                owner.gid
+            ),
+            Action::HostDir {
+                path,
+                mode,
+                owner,
+                label,
+                ..
+            } => {
+                write!(f, "mkdir on host {} mode {mode:o}", path.display())?;
+                if let Some(o) = owner {
+                    write!(f, " owner {}:{}", o.uid, o.gid)?;
+                }
+                if let Some(l) = label {
+                    write!(f, " label {l}")?;
+                }
+                Ok(())
             }
             Action::Tmpfs {
                 dest,
@@ -175,6 +266,12 @@ impl fmt::Display for Action {
                 )?;
                 if let Some(s) = options.size {
                     write!(f, " size {s}")?;
+                }
+                if let Some(o) = options.owner {
+                    write!(f, " uid {} gid {}", o.uid, o.gid)?;
+                }
+                if let Some(c) = &options.context {
+                    write!(f, " context {c}")?;
                 }
                 if *copy_up {
                     write!(f, " with tmpcopyup")?;
@@ -274,6 +371,17 @@ pub fn prestart(
 ) -> Result<Plan, PlanError> {
     let mut plan = Plan::default();
 
+    // SELinux: label what the hook mounts and makes for the container.
+    let context = match (&config.mount_label, facts.selinux) {
+        (Some(label), true) => Some(label.clone()),
+        (Some(_), false) => {
+            plan.skipped
+                .push("SELinux context: SELinux is disabled on the host".into());
+            None
+        }
+        (None, _) => None,
+    };
+
     // tmpfs on /run, /run/lock and /tmp.
     let tmp_size = config
         .memory_limit
@@ -290,7 +398,12 @@ pub fn prestart(
         } else {
             plan.actions.push(Action::Tmpfs {
                 dest: p(dest),
-                options: TmpfsOptions { mode, size },
+                options: TmpfsOptions {
+                    mode,
+                    size,
+                    owner: config.root_owner,
+                    context: context.clone(),
+                },
                 copy_up: true,
             });
         }
@@ -303,6 +416,9 @@ pub fn prestart(
     plan.actions.push(Action::HostDir {
         path: host_journal.clone(),
         mode: 0o755,
+        owner: config.root_owner,
+        label: context.clone(),
+        optional: true,
     });
     let (dest, fallback) = if config.readonly {
         (in_run, None)
@@ -317,7 +433,7 @@ pub fn prestart(
     });
 
     // cgroups.
-    plan_cgroups(config, facts, &mut plan)?;
+    plan_cgroups(config, facts, context.as_deref(), &mut plan)?;
 
     // /etc/machine-id.
     if config.mounts(Path::new("/etc/machine-id")) {
@@ -330,6 +446,7 @@ pub fn prestart(
                 dest: p("/run/machine-id"),
                 contents,
                 mode: 0o444,
+                owner: config.root_owner,
             });
             plan.actions.push(Action::BindInside {
                 src: p("/run/machine-id"),
@@ -341,6 +458,7 @@ pub fn prestart(
                 dest: p("/etc/machine-id"),
                 contents,
                 mode: 0o444,
+                owner: config.root_owner,
             });
         }
     }
@@ -350,6 +468,7 @@ pub fn prestart(
 fn plan_cgroups(
     config: &ContainerConfig,
     facts: &HostFacts,
+    context: Option<&str>,
     plan: &mut Plan,
 ) -> Result<(), PlanError> {
     if facts.layout == Layout::Unified {
@@ -379,6 +498,8 @@ fn plan_cgroups(
             options: TmpfsOptions {
                 mode: 0o755,
                 size: Some(CGROUP_TMPFS_SIZE),
+                owner: None,
+                context: context.map(str::to_string),
             },
             copy_up: false,
         });
@@ -434,6 +555,25 @@ fn bind_own_cgroup(
         base: hierarchy.to_path_buf(),
         path: rel.to_path_buf(),
     };
+    if let Some(owner) = config.root_owner {
+        // The files systemd writes in its own cgroup (v1: the name=systemd
+        // hierarchy; v2: the delegation set of the kernel's cgroup-v2 docs).
+        let files: &[&str] = if v1 {
+            &[
+                "cgroup.procs",
+                "tasks",
+                "cgroup.clone_children",
+                "notify_on_release",
+            ]
+        } else {
+            &["cgroup.procs", "cgroup.subtree_control", "cgroup.threads"]
+        };
+        plan.actions.push(Action::DelegateCgroup {
+            source: own.clone(),
+            files: files.iter().map(|f| f.to_string()).collect(),
+            owner,
+        });
+    }
     if config.cgroupns {
         plan.actions.push(Action::Bind {
             source: own,
@@ -509,6 +649,7 @@ mod tests {
             unified_mount: Some(p("/sys/fs/cgroup/unified")),
             cgroup_memory_limit: None,
             journal_root: p("/var/log/journal"),
+            selinux: false,
         }
     }
 
@@ -700,6 +841,7 @@ mod tests {
             unified_mount: Some(p("/sys/fs/cgroup")),
             cgroup_memory_limit: None,
             journal_root: p("/var/log/journal"),
+            selinux: false,
         }
     }
 
@@ -794,6 +936,130 @@ mod tests {
         assert_eq!(
             prestart(&podman_config(), &f, &mid()),
             Err(PlanError::CgroupIsRoot)
+        );
+    }
+
+    #[test]
+    fn tmpfs_option_strings() {
+        let o = TmpfsOptions {
+            mode: 0o1777,
+            size: Some(1024),
+            owner: None,
+            context: None,
+        };
+        assert_eq!(o.mount_data(), "mode=1777,size=1024");
+        let o = TmpfsOptions {
+            mode: 0o755,
+            size: None,
+            owner: Some(Owner {
+                uid: 100000,
+                gid: 100000,
+            }),
+            context: Some("system_u:object_r:container_file_t:s0:c1,c2".into()),
+        };
+        assert_eq!(
+            o.mount_data(),
+            r#"mode=755,uid=100000,gid=100000,context="system_u:object_r:container_file_t:s0:c1,c2""#
+        );
+        assert_eq!(
+            o.pairs().last().unwrap(),
+            &(
+                "context",
+                "system_u:object_r:container_file_t:s0:c1,c2".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn selinux_label_goes_on_every_tmpfs_and_the_journal_dir_only_when_enabled() {
+        let mut c = podman_config();
+        c.mount_label = Some("system_u:object_r:container_file_t:s0:c1,c2".into());
+        c.mount_destinations
+            .retain(|d| d != Path::new("/sys/fs/cgroup"));
+        let mut f = hybrid();
+        f.selinux = true;
+        let plan = prestart(&c, &f, &mid()).unwrap();
+        let mut tmpfs = 0;
+        for a in &plan.actions {
+            match a {
+                Action::Tmpfs { options, .. } => {
+                    tmpfs += 1;
+                    assert_eq!(options.context, c.mount_label, "{a}");
+                }
+                Action::HostDir { label, .. } => assert_eq!(label, &c.mount_label),
+                _ => {}
+            }
+        }
+        assert_eq!(tmpfs, 4, "/run, /run/lock, /tmp, /sys/fs/cgroup");
+        f.selinux = false;
+        let plan = prestart(&c, &f, &mid()).unwrap();
+        assert!(plan.actions.iter().all(|a| match a {
+            Action::Tmpfs { options, .. } => options.context.is_none(),
+            Action::HostDir { label, .. } => label.is_none(),
+            _ => true,
+        }));
+        assert!(
+            plan.skipped
+                .iter()
+                .any(|s| s.contains("SELinux is disabled"))
+        );
+        // No label: no option, no note.
+        let plan = prestart(&podman_config(), &hybrid(), &mid()).unwrap();
+        assert!(!plan.skipped.iter().any(|s| s.contains("SELinux")));
+    }
+
+    #[test]
+    fn user_namespace_owner_goes_on_what_the_hook_creates() {
+        let owner = Owner {
+            uid: 100000,
+            gid: 100000,
+        };
+        let mut c = podman_config();
+        c.root_owner = Some(owner);
+        let plan = prestart(&c, &hybrid(), &mid()).unwrap();
+        let mut delegated = false;
+        for a in &plan.actions {
+            match a {
+                Action::Tmpfs { options, .. } => assert_eq!(options.owner, Some(owner), "{a}"),
+                Action::HostDir {
+                    owner: o, optional, ..
+                } => {
+                    assert_eq!(o, &Some(owner));
+                    assert!(optional);
+                }
+                Action::WriteFile { owner: o, .. } => assert_eq!(o, &Some(owner)),
+                Action::DelegateCgroup {
+                    source,
+                    files,
+                    owner: o,
+                } => {
+                    delegated = true;
+                    assert_eq!(o, &owner);
+                    assert_eq!(
+                        source,
+                        &HostSource::Beneath {
+                            base: p("/sys/fs/cgroup/systemd"),
+                            path: p(&CG[1..])
+                        }
+                    );
+                    assert!(
+                        files.contains(&"cgroup.procs".to_string())
+                            && files.contains(&"tasks".to_string())
+                    );
+                }
+                _ => {}
+            }
+        }
+        assert!(delegated);
+        let plan = prestart(&c, &unified("unified-v2-systemd-host.txt"), &mid()).unwrap();
+        assert!(plan.actions.iter().any(|a| matches!(a, Action::DelegateCgroup { files, .. } if files.contains(&"cgroup.subtree_control".to_string()))));
+        // Without a user namespace nothing is chowned.
+        let plan = prestart(&podman_config(), &hybrid(), &mid()).unwrap();
+        assert!(
+            !plan
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::DelegateCgroup { .. }))
         );
     }
 

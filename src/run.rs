@@ -169,5 +169,14 @@ pub fn host_facts(pid: Option<i32>) -> anyhow::Result<HostFacts> {
         unified_mount,
         cgroup_memory_limit,
         journal_root: PathBuf::from(HOST_JOURNAL_ROOT),
+        selinux: selinux_enabled(),
     })
+}
+
+/// Whether SELinux is enabled: selinuxfs is mounted at `/sys/fs/selinux`
+/// (statfs magic `SELINUX_MAGIC`), as libselinux's `is_selinux_enabled`
+/// decides.
+pub fn selinux_enabled() -> bool {
+    rustix::fs::statfs("/sys/fs/selinux")
+        .is_ok_and(|s| s.f_type as i64 == libc::SELINUX_MAGIC as i64)
 }

@@ -9,6 +9,8 @@
 
 mod common;
 
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -329,11 +331,131 @@ sleep 0.3
 journalctl -D /run/log/journal -t oci-systemd-hook -o verbose --no-pager"#,
         hook = HOOK
     );
-    let o = Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(text.contains("PRIORITY=3"), "{text}");
-    assert!(text.contains("OCI_CONTAINER_ID=0123456789abcdef0123456789abcdef"), "{text}");
+    assert!(
+        text.contains("OCI_CONTAINER_ID=0123456789abcdef0123456789abcdef"),
+        "{text}"
+    );
     assert!(text.contains("OCI_STAGE=prestart"), "{text}");
-    assert!(text.contains("MESSAGE=0123456789ab prestart: cannot load /nonexistent/config.json"), "{text}");
+    assert!(
+        text.contains("MESSAGE=0123456789ab prestart: cannot load /nonexistent/config.json"),
+        "{text}"
+    );
+}
+
+#[test]
+#[serial_test::serial]
+fn user_namespace_root_owns_what_the_hook_creates() {
+    let sb = Sandbox::new(json!({"linux": {
+        "namespaces": [{"type": "mount"}, {"type": "user"}],
+        "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+        "gidMappings": [{"containerID": 0, "hostID": 100100, "size": 65536}]
+    }}));
+    // The machine-id file does not exist in this image: the hook creates it.
+    std::fs::remove_file(sb.rootfs.join("etc/machine-id")).unwrap();
+    assert_ok(&sb.prestart());
+    let owner = |p: &str| {
+        let m = std::fs::metadata(format!(
+            "/proc/{}/root{}",
+            sb.pid(),
+            sb.host_path(p).display()
+        ))
+        .unwrap();
+        (m.uid(), m.gid())
+    };
+    for p in ["/run", "/run/lock", "/tmp"] {
+        assert_eq!(owner(p), (100000, 100100), "{p}");
+        assert!(
+            sb.mount_at(p).unwrap().super_options.get("uid").is_some(),
+            "{p}: uid= option"
+        );
+    }
+    assert_eq!(owner("/etc/machine-id"), (100000, 100100));
+    let j = std::fs::metadata(sb.host_journal()).unwrap();
+    assert_eq!((j.uid(), j.gid()), (100000, 100100), "host journal dir");
+    assert_eq!(
+        std::fs::metadata("/var/log/journal").unwrap().uid(),
+        0,
+        "its parent is not chowned"
+    );
+    if sb.layout != Layout::Unified {
+        let cg = Path::new("/sys/fs/cgroup/systemd").join(sb.cgroup.trim_start_matches('/'));
+        for f in ["", "cgroup.procs", "tasks"] {
+            let m = std::fs::metadata(cg.join(f)).unwrap();
+            assert_eq!(
+                (m.uid(), m.gid()),
+                (100000, 100100),
+                "{}",
+                cg.join(f).display()
+            );
+        }
+        assert_eq!(
+            std::fs::metadata(cg.join("cgroup.procs").parent().unwrap().parent().unwrap())
+                .unwrap()
+                .uid(),
+            0
+        );
+    }
+}
+
+#[test]
+#[serial_test::serial]
+fn partial_id_mappings_fail_prestart_cleanly() {
+    let sb = Sandbox::new(json!({"linux": {
+        "namespaces": [{"type": "mount"}, {"type": "user"}],
+        "uidMappings": [{"containerID": 1, "hostID": 100000, "size": 65536}],
+        "gidMappings": []
+    }}));
+    let o = sb.prestart();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("mapping"), "{err}");
+    assert!(sb.mount_at("/run").is_none());
+}
+
+#[test]
+#[serial_test::serial]
+fn a_journal_dir_the_hook_may_not_make_is_skipped_and_the_rest_done() {
+    // A read-only /var/log/journal, as a rootless hook meets it: bound
+    // read-only in a private mount namespace the hook runs in.
+    let sb = Sandbox::new(json!({}));
+    let made = !Path::new("/var/log/journal").exists();
+    std::fs::create_dir_all("/var/log/journal").unwrap();
+    let state = json!({"id": sb.id, "pid": sb.pid(), "bundle": sb.bundle});
+    let script = format!("mount --bind -o ro /var/log/journal /var/log/journal && exec {HOOK}");
+    let mut child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .current_dir(&sb.bundle)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        state.to_string().as_bytes(),
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    if made {
+        let _ = std::fs::remove_dir("/var/log/journal");
+    }
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("warn") && err.contains("skipped"), "{err}");
+    assert!(!sb.host_journal().exists());
+    assert_eq!(
+        sb.mount_at("/run").map(|m| m.fs_type).as_deref(),
+        Some("tmpfs"),
+        "the rest is done"
+    );
+    assert!(
+        sb.mount_at(&format!("/var/log/journal/{}", sb.machine_id()))
+            .is_none()
+    );
 }

@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let mut parts = data.split(|b| *b == 0);
     let (Some(cfg), Some(cg), Some(id), Some(sel)) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return };
     let Ok(spec) = serde_json::from_slice::<oci_spec::runtime::Spec>(cfg) else { return };
-    let Some(config) = oci_systemd_hook::config::from_spec(&spec, Path::new("/bundle")) else { return };
+    let Ok(config) = oci_systemd_hook::config::from_spec(&spec, Path::new("/bundle")) else { return };
     let id = String::from_utf8_lossy(id);
     let Decision::Apply(machine_id) = decide(&config, &id) else { return };
     let Ok(cgroups) = procfs::ProcessCGroups::from_buf_read(cg) else { return };
@@ -31,12 +31,17 @@ fuzz_target!(|data: &[u8]| {
         unified_mount: Some(PathBuf::from("/sys/fs/cgroup")),
         cgroup_memory_limit: sel.get(1).map(|b| u64::from(*b) << 20),
         journal_root: PathBuf::from("/var/log/journal"),
+        selinux: sel.get(2).is_some_and(|b| b & 1 == 1),
     };
     let Ok(p) = plan::prestart(&config, &facts, &machine_id) else { return };
     for a in p.actions.iter().chain(plan::poststop(&config, &machine_id).actions.iter()) {
         let _ = a.to_string();
         match a {
             Action::HostDir { path, .. } => assert!(path.starts_with("/var/log/journal")),
+            Action::DelegateCgroup { source: HostSource::Beneath { path, .. }, .. } => {
+                assert!(!path.is_absolute() && !path.components().any(|c| matches!(c, Component::ParentDir)));
+            }
+            Action::DelegateCgroup { .. } => panic!("delegation of a path not beneath a hierarchy"),
             Action::Tmpfs { dest, .. } | Action::Mkdir { dest, .. } | Action::RemountReadOnly { dest }
             | Action::WriteFile { dest, .. } | Action::ClearFile { dest, .. } => assert!(dest.is_absolute()),
             Action::BindInside { src, dest, .. } => assert!(src.is_absolute() && dest.is_absolute()),
