@@ -93,15 +93,15 @@ pub fn set_context(id: &str, short_id: &str, stage: Option<&str>) {
             None => short_id.to_string(),
         };
     }
-    if let Ok(mut slot) = LOGGER.sink.lock() {
-        if matches!(*slot, Some(Sink::Journal(_))) {
-            let mut fields = vec![("OCI_CONTAINER_ID", id)];
-            if let Some(stage) = stage {
-                fields.push(("OCI_STAGE", stage));
-            }
-            if let Some(j) = journal(&fields) {
-                *slot = Some(Sink::Journal(j));
-            }
+    if let Ok(mut slot) = LOGGER.sink.lock()
+        && matches!(*slot, Some(Sink::Journal(_)))
+    {
+        let mut fields = vec![("OCI_CONTAINER_ID", id)];
+        if let Some(stage) = stage {
+            fields.push(("OCI_STAGE", stage));
+        }
+        if let Some(j) = journal(&fields) {
+            *slot = Some(Sink::Journal(j));
         }
     }
 }

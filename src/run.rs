@@ -177,6 +177,5 @@ pub fn host_facts(pid: Option<i32>) -> anyhow::Result<HostFacts> {
 /// (statfs magic `SELINUX_MAGIC`), as libselinux's `is_selinux_enabled`
 /// decides.
 pub fn selinux_enabled() -> bool {
-    rustix::fs::statfs("/sys/fs/selinux")
-        .is_ok_and(|s| s.f_type as i64 == libc::SELINUX_MAGIC as i64)
+    rustix::fs::statfs("/sys/fs/selinux").is_ok_and(|s| s.f_type == libc::SELINUX_MAGIC)
 }
