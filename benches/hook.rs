@@ -38,6 +38,8 @@ struct Run {
 fn timed(state: &Value, env: &[(&str, &str)], cwd: &std::path::Path) -> Run {
     let payload = state.to_string();
     let start = Instant::now();
+    // Reaped below with wait4, which std's Child does not offer.
+    #[allow(clippy::zombie_processes)]
     let mut child = Command::new(HOOK)
         .current_dir(cwd)
         .env_remove("stage")

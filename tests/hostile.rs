@@ -132,7 +132,8 @@ fn run_trick(name: &str, config: serde_json::Value, trick: impl FnOnce(&Sandbox,
 fn symlinks_out_of_the_rootfs_are_followed_inside_it_or_refused() {
     // Each entry: which rootfs path becomes a symlink, and to where (host
     // sentinel path absolute, or relative with enough `..` to leave any root).
-    let cases: Vec<(&str, Box<dyn Fn(&Path) -> PathBuf>)> = vec![
+    type Target = Box<dyn Fn(&Path) -> PathBuf>;
+    let cases: Vec<(&str, Target)> = vec![
         ("run", Box::new(|s| s.join("run"))),
         ("run", Box::new(|_| PathBuf::from("/"))),
         (
@@ -246,7 +247,7 @@ fn copy_up_never_follows_links_or_opens_special_files() {
         symlink(s.join("run"), sb.rootfs.join("run/escape-dir")).unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &sb.rootfs.join("run/fifo"),
+            sb.rootfs.join("run/fifo"),
             rustix::fs::FileType::Fifo,
             rustix::fs::Mode::from_raw_mode(0o644),
             0,
@@ -254,7 +255,7 @@ fn copy_up_never_follows_links_or_opens_special_files() {
         .unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &sb.rootfs.join("tmp/zero"),
+            sb.rootfs.join("tmp/zero"),
             rustix::fs::FileType::CharacterDevice,
             rustix::fs::Mode::from_raw_mode(0o666),
             rustix::fs::makedev(1, 5),
