@@ -19,4 +19,8 @@ done
 if [[ " ${OSH_RUNTIMES:-crun runc} " == *" runc "* ]]; then
   bats --timing "$@" "$here/runc.bats" || status=1
 fi
+# Load (issue: 20 parallel containers); OSH_LOAD=0 leaves it out (the VMs).
+if [ "${OSH_LOAD:-20}" -gt 0 ]; then
+  OSH_RUNTIME=crun bats --timing "$here/load.bats" || status=1
+fi
 exit "$status"
