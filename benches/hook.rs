@@ -93,6 +93,15 @@ fn row(name: &str, mut v: Vec<f64>, unit: &str) -> String {
     )
 }
 
+fn print_header() {
+    println!(
+        "| {:<34} | {:>5} | {:>9} | {:>9} | {:>9} | {:<4} |",
+        "measure", "runs", "median", "p95", "max", "unit"
+    );
+    let widths = [36, 7, 11, 11, 11, 6];
+    println!("|{}|", widths.map(|w| "-".repeat(w)).join("|"));
+}
+
 fn timing(stderr: &str, key: &str) -> f64 {
     stderr
         .split_whitespace()
@@ -192,22 +201,7 @@ fn main() {
         "MiB",
     ));
 
-    println!(
-        "| {:<34} | {:>5} | {:>9} | {:>9} | {:>9} | {:<4} |",
-        "measure", "runs", "median", "p95", "max", "unit"
-    );
-    println!(
-        "|{}|",
-        [
-            "-".repeat(36),
-            "-".repeat(7),
-            "-".repeat(11),
-            "-".repeat(11),
-            "-".repeat(11),
-            "-".repeat(6)
-        ]
-        .join("|")
-    );
+    print_header();
     for r in &rows {
         println!("{r}");
     }
@@ -335,22 +329,7 @@ fn end_to_end(rootfs: &str) {
     println!(
         "\nend to end: podman run -> systemd running -> podman stop -> rm ({pairs} alternating pairs)"
     );
-    println!(
-        "| {:<34} | {:>5} | {:>9} | {:>9} | {:>9} | {:<4} |",
-        "measure", "runs", "median", "p95", "max", "unit"
-    );
-    println!(
-        "|{}|",
-        [
-            "-".repeat(36),
-            "-".repeat(7),
-            "-".repeat(11),
-            "-".repeat(11),
-            "-".repeat(11),
-            "-".repeat(6)
-        ]
-        .join("|")
-    );
+    print_header();
     println!("{}", row("with the hook (--systemd=false)", with, "s"));
     println!("{}", row("podman --systemd=always, no hook", without, "s"));
     println!(

@@ -86,12 +86,12 @@ impl ContainerConfig {
 /// runtime-spec config; the errors of [`from_spec`].
 /// A config without `process` loads with empty `args`.
 pub fn load(bundle: &Path) -> Result<ContainerConfig, ConfigError> {
+    from_spec(&load_spec(bundle)?, bundle)
+}
+
+fn load_spec(bundle: &Path) -> Result<Spec, ConfigError> {
     let path = bundle.join("config.json");
-    let spec = Spec::load(&path).map_err(|source| ConfigError::Load {
-        path: path.clone(),
-        source,
-    })?;
-    from_spec(&spec, bundle)
+    Spec::load(&path).map_err(|source| ConfigError::Load { path, source })
 }
 
 /// Loads `<bundle>/config.json` and insists on a `process` (needed to decide
@@ -100,13 +100,9 @@ pub fn load(bundle: &Path) -> Result<ContainerConfig, ConfigError> {
 /// # Errors
 /// As [`load`], plus [`ConfigError::NoProcess`].
 pub fn load_with_process(bundle: &Path) -> Result<ContainerConfig, ConfigError> {
-    let path = bundle.join("config.json");
-    let spec = Spec::load(&path).map_err(|source| ConfigError::Load {
-        path: path.clone(),
-        source,
-    })?;
+    let spec = load_spec(bundle)?;
     if spec.process().is_none() {
-        return Err(ConfigError::NoProcess(path));
+        return Err(ConfigError::NoProcess(bundle.join("config.json")));
     }
     from_spec(&spec, bundle)
 }
