@@ -459,3 +459,38 @@ fn a_journal_dir_the_hook_may_not_make_is_skipped_and_the_rest_done() {
             .is_none()
     );
 }
+
+#[test]
+#[serial_test::serial]
+fn prestart_twice_is_safe() {
+    let sb = Sandbox::new(json!({}));
+    assert_ok(&sb.prestart());
+    std::fs::write(
+        format!(
+            "/proc/{}/root{}/made-by-first",
+            sb.pid(),
+            sb.host_path("/run").display()
+        ),
+        b"1",
+    )
+    .unwrap();
+    let host_before = host_mounts();
+    assert_ok(&sb.prestart());
+    assert_eq!(
+        sb.mount_at("/run").map(|m| m.fs_type).as_deref(),
+        Some("tmpfs")
+    );
+    assert_eq!(
+        sb.read("/run/made-by-first").unwrap(),
+        b"1",
+        "the second copy-up carries the first tmpfs' content"
+    );
+    assert_eq!(
+        sb.read("/etc/machine-id").unwrap(),
+        format!("{}\n", sb.machine_id()).as_bytes()
+    );
+    assert!(sb.mount_at("/run/lock").is_some());
+    assert_eq!(host_mounts(), host_before);
+    assert_ok(&sb.poststop());
+    assert_ok(&sb.poststop());
+}
