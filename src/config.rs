@@ -14,7 +14,7 @@ pub enum ConfigError {
     #[error("cannot load {path}")]
     Load {
         path: PathBuf,
-        source: oci_spec::OciSpecError,
+        source: std::io::Error,
     },
     #[error("{0} has no `root.path`")]
     NoRoot(PathBuf),
@@ -40,6 +40,9 @@ pub struct ContainerConfig {
     pub env: Vec<String>,
     /// Every `mounts[].destination`, cleaned with [`clean`].
     pub mount_destinations: Vec<PathBuf>,
+    /// The destinations of `mounts[]` of type `tmpfs` (new, private tmpfs
+    /// instances the runtime mounts), cleaned.
+    pub tmpfs_destinations: Vec<PathBuf>,
     /// `linux.resources.memory.limit` in bytes, when set and positive.
     pub memory_limit: Option<u64>,
     /// Whether `linux.namespaces` asks for a cgroup namespace (`--cgroupns=private`).
@@ -89,9 +92,40 @@ pub fn load(bundle: &Path) -> Result<ContainerConfig, ConfigError> {
     from_spec(&load_spec(bundle)?, bundle)
 }
 
+/// Largest config.json read, in bytes. Podman's, seccomp profile included,
+/// is about 16 KiB.
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads and parses `<bundle>/config.json`: a regular file (opened
+/// non-blocking, so a FIFO cannot hang the hook) of at most
+/// [`MAX_CONFIG_BYTES`].
 fn load_spec(bundle: &Path) -> Result<Spec, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = bundle.join("config.json");
-    Spec::load(&path).map_err(|source| ConfigError::Load { path, source })
+    let read = || -> std::io::Result<Spec> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)?;
+        let md = file.metadata()?;
+        if !md.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        if md.len() > MAX_CONFIG_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("larger than {MAX_CONFIG_BYTES} bytes"),
+            ));
+        }
+        let mut bytes = Vec::with_capacity(md.len() as usize);
+        file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
+        Ok(serde_json::from_slice(&bytes)?)
+    };
+    read().map_err(|source| ConfigError::Load { path, source })
 }
 
 /// Loads `<bundle>/config.json` and insists on a `process` (needed to decide
@@ -167,6 +201,13 @@ pub fn from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig, ConfigEr
             .mounts()
             .iter()
             .flatten()
+            .map(|m| clean(m.destination()))
+            .collect(),
+        tmpfs_destinations: spec
+            .mounts()
+            .iter()
+            .flatten()
+            .filter(|m| m.typ().as_deref() == Some("tmpfs"))
             .map(|m| clean(m.destination()))
             .collect(),
         memory_limit: linux
@@ -327,6 +368,7 @@ mod tests {
         assert_eq!(c.memory_limit, Some(536870912));
         assert!(c.cgroupns);
         assert!(c.mounts(Path::new("/run")));
+        assert_eq!(c.tmpfs_destinations, vec![PathBuf::from("/run")]);
         assert_eq!(c.env_value("container_uuid"), Some("abc"));
         assert_eq!(c.env_value("X"), Some("1=2"));
         assert_eq!(c.env_value("Y"), None);

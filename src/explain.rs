@@ -132,7 +132,7 @@ pub fn explain(args: &ExplainArgs, out: &mut impl Write) -> anyhow::Result<()> {
         }
         None => writeln!(out, "; no --pid: cgroup steps are not planned")?,
     }
-    let pre = plan::prestart(&config, &facts, &machine_id)?;
+    let pre = plan::prestart(&config, &facts, &id, &machine_id)?;
     writeln!(out, "prestart:")?;
     for (i, a) in pre.actions.iter().enumerate() {
         writeln!(out, "  {}. {a}", i + 1)?;

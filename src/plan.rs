@@ -43,6 +43,9 @@ pub const RUN_TMPFS_SIZE: u64 = 64 * 1024 * 1024;
 /// Size of the read-only tmpfs the hook puts on `/sys/fs/cgroup` when
 /// config.json mounts nothing there, in bytes (it holds only mount points).
 pub const CGROUP_TMPFS_SIZE: u64 = 1024 * 1024;
+/// Smallest `size=` the hook gives a tmpfs, in bytes: `size=0` would mean
+/// "no limit" to the kernel.
+pub const TMPFS_MIN_SIZE: u64 = 4096;
 /// Where the host keeps journals.
 pub const HOST_JOURNAL_ROOT: &str = "/var/log/journal";
 
@@ -64,6 +67,8 @@ pub struct HostFacts {
     /// Whether SELinux is enabled on the host (selinuxfs mounted); without
     /// it a `context=` option would make the mount fail.
     pub selinux: bool,
+    /// The host's own machine-id (`/etc/machine-id`), when readable.
+    pub host_machine_id: Option<String>,
 }
 
 /// Options of a tmpfs the hook mounts.
@@ -140,21 +145,29 @@ impl fmt::Display for HostSource {
     }
 }
 
-/// One step. Container paths (`dest`, `src` of [`Action::BindInside`]) are
-/// absolute paths inside the rootfs and are always resolved inside it.
+/// One step. Container paths (`dest`) are absolute paths inside the rootfs
+/// and are always resolved inside it. Nothing is created or written on a file
+/// system other than the image's own and the tmpfs mounts the hook or
+/// config.json made (see [`Plan::private_tmpfs`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Create a directory on the host (and missing parents, mode 0755),
+    /// Create a directory on the host (mode `mode`; its parent must exist),
     /// owned by `owner` and labelled `label` (SELinux) when given. If
     /// prestart fails later, what this created is removed again. When
-    /// `optional` and the hook may not create it (rootless), the step and the
-    /// binds of that directory are skipped with a warning.
+    /// `optional` and the hook may not create it (rootless, no parent, an
+    /// existing directory of another container), the step and the binds of
+    /// that directory are skipped with a warning.
     HostDir {
         path: PathBuf,
         mode: u32,
         owner: Option<Owner>,
         label: Option<String>,
         optional: bool,
+        /// The container id, recorded on the directory (xattr
+        /// `trusted.oci-systemd-hook.id`, which only host root can set): an
+        /// existing directory is reused only when it carries this id, so an
+        /// image cannot choose another container's or the host's journal.
+        marker: String,
     },
     /// Give the container's own cgroup (a directory beneath a hierarchy) and
     /// the `files` in it that systemd writes to `owner`: cgroup delegation
@@ -184,12 +197,11 @@ pub enum Action {
         readonly: bool,
         fallback: Option<PathBuf>,
     },
-    /// Bind a file or directory of the container at another container path.
-    BindInside {
-        src: PathBuf,
-        dest: PathBuf,
-        readonly: bool,
-    },
+    /// Bind a file holding `contents` read-only over the existing file
+    /// `dest`. The file lives on a small private tmpfs that is never attached
+    /// anywhere else, so nothing is written into the image or shows up in
+    /// the container but at `dest` (read-only images' machine-id).
+    BindContents { dest: PathBuf, contents: String },
     /// Make the mount at `dest` read-only (nosuid, nodev, noexec).
     RemountReadOnly { dest: PathBuf },
     /// Write `contents` to the regular file `dest` (created with `mode` and
@@ -215,7 +227,7 @@ impl Action {
             Action::Tmpfs { .. } => "tmpfs",
             Action::Mkdir { .. } => "mkdir",
             Action::Bind { .. } => "bind",
-            Action::BindInside { .. } => "bind-inside",
+            Action::BindContents { .. } => "bind-contents",
             Action::RemountReadOnly { .. } => "remount-ro",
             Action::WriteFile { .. } => "write",
             Action::ClearFile { .. } => "clear",
@@ -296,18 +308,8 @@ impl fmt::Display for Action {
                 }
                 Ok(())
             }
-            Action::BindInside {
-                src,
-                dest,
-                readonly,
-            } => {
-                write!(
-                    f,
-                    "bind {} on {} {}",
-                    src.display(),
-                    dest.display(),
-                    if *readonly { "ro" } else { "rw" }
-                )
+            Action::BindContents { dest, .. } => {
+                write!(f, "bind a private read-only file on {}", dest.display())
             }
             Action::RemountReadOnly { dest } => write!(f, "remount {} read-only", dest.display()),
             Action::WriteFile { dest, mode, .. } => {
@@ -325,6 +327,11 @@ impl fmt::Display for Action {
 pub struct Plan {
     /// The actions, in the order they must run.
     pub actions: Vec<Action>,
+    /// Container paths where config.json mounts a new tmpfs (the runtime's,
+    /// private to the container): besides the image's own file system and
+    /// the hook's tmpfs mounts, the only places the hook may create or write
+    /// in.
+    pub private_tmpfs: Vec<PathBuf>,
     /// Human-readable reasons for each step that was left out.
     pub skipped: Vec<String>,
 }
@@ -350,6 +357,10 @@ pub enum PlanError {
         "the container's cgroup is the hierarchy root; refusing to make the whole hierarchy writable"
     )]
     CgroupIsRoot,
+    /// The container's machine-id is the host's own: its journal directory
+    /// would be the host's.
+    #[error("the container's machine-id is the host's own /etc/machine-id; refusing")]
+    HostMachineId,
     /// `/proc/<pid>/cgroup` names a hierarchy (`name=systemd` or `cgroup2`)
     /// that the host's mount table does not have.
     #[error("the container has a {0} cgroup but the host has no {0} hierarchy mounted")]
@@ -367,9 +378,16 @@ fn p(s: &str) -> PathBuf {
 pub fn prestart(
     config: &ContainerConfig,
     facts: &HostFacts,
+    id: &str,
     machine_id: &MachineId,
 ) -> Result<Plan, PlanError> {
-    let mut plan = Plan::default();
+    if facts.host_machine_id.as_deref() == Some(machine_id.as_str()) {
+        return Err(PlanError::HostMachineId);
+    }
+    let mut plan = Plan {
+        private_tmpfs: config.tmpfs_destinations.clone(),
+        ..Plan::default()
+    };
 
     // SELinux: label what the hook mounts and makes for the container.
     let context = match (&config.mount_label, facts.selinux) {
@@ -386,7 +404,7 @@ pub fn prestart(
     let tmp_size = config
         .memory_limit
         .or(facts.cgroup_memory_limit)
-        .map(|l| l / 2);
+        .map(|l| (l / 2).max(TMPFS_MIN_SIZE));
     for (dest, mode, size) in [
         ("/run", 0o755, Some(RUN_TMPFS_SIZE)),
         ("/run/lock", 0o755, Some(RUN_TMPFS_SIZE)),
@@ -419,6 +437,7 @@ pub fn prestart(
         owner: config.root_owner,
         label: context.clone(),
         optional: true,
+        marker: id.to_string(),
     });
     let (dest, fallback) = if config.readonly {
         (in_run, None)
@@ -442,16 +461,9 @@ pub fn prestart(
     } else {
         let contents = format!("{machine_id}\n");
         if config.readonly {
-            plan.actions.push(Action::WriteFile {
-                dest: p("/run/machine-id"),
-                contents,
-                mode: 0o444,
-                owner: config.root_owner,
-            });
-            plan.actions.push(Action::BindInside {
-                src: p("/run/machine-id"),
+            plan.actions.push(Action::BindContents {
                 dest: p("/etc/machine-id"),
-                readonly: true,
+                contents,
             });
         } else {
             plan.actions.push(Action::WriteFile {
@@ -633,6 +645,8 @@ mod tests {
     const CG: &str =
         "/libpod_parent/libpod-4f3c2a1b9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b";
 
+    const ID: &str = "4f3c2a1b9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b";
+
     fn mid() -> MachineId {
         MachineId::parse("4f3c2a1b9e8d7c6b5a4f3e2d1c0b9a8f").unwrap()
     }
@@ -650,6 +664,7 @@ mod tests {
             cgroup_memory_limit: None,
             journal_root: p("/var/log/journal"),
             selinux: false,
+            host_machine_id: None,
         }
     }
 
@@ -678,7 +693,7 @@ mod tests {
 
     #[test]
     fn podman_hybrid_host_cgroupns() {
-        let plan = prestart(&podman_config(), &hybrid(), &mid()).unwrap();
+        let plan = prestart(&podman_config(), &hybrid(), ID, &mid()).unwrap();
         let d = dests(&plan);
         let id = mid();
         assert_eq!(
@@ -710,7 +725,7 @@ mod tests {
     fn private_cgroupns_binds_own_cgroup_at_the_hierarchy_root() {
         let mut c = podman_config();
         c.cgroupns = true;
-        let plan = prestart(&c, &hybrid(), &mid()).unwrap();
+        let plan = prestart(&c, &hybrid(), ID, &mid()).unwrap();
         let binds: Vec<_> = plan
             .actions
             .iter()
@@ -736,7 +751,7 @@ mod tests {
         for d in ["/run/", "/tmp", "/etc/machine-id"] {
             c.mount_destinations.push(clean(Path::new(d)));
         }
-        let plan = prestart(&c, &hybrid(), &mid()).unwrap();
+        let plan = prestart(&c, &hybrid(), ID, &mid()).unwrap();
         let d = dests(&plan);
         assert!(
             !d.iter()
@@ -765,12 +780,12 @@ mod tests {
             })
         };
         assert_eq!(
-            size(&prestart(&c, &f, &mid()).unwrap()),
+            size(&prestart(&c, &f, ID, &mid()).unwrap()),
             Some(Some(1 << 29))
         );
         c.memory_limit = Some(1 << 28);
         assert_eq!(
-            size(&prestart(&c, &f, &mid()).unwrap()),
+            size(&prestart(&c, &f, ID, &mid()).unwrap()),
             Some(Some(1 << 27))
         );
     }
@@ -780,7 +795,7 @@ mod tests {
         let mut c = podman_config();
         c.mount_destinations
             .retain(|d| d != Path::new("/sys/fs/cgroup"));
-        let plan = prestart(&c, &hybrid(), &mid()).unwrap();
+        let plan = prestart(&c, &hybrid(), ID, &mid()).unwrap();
         let d = dests(&plan);
         let tmpfs = d
             .iter()
@@ -805,10 +820,10 @@ mod tests {
     fn readonly_image_writes_nothing_into_the_image() {
         let mut c = podman_config();
         c.readonly = true;
-        let plan = prestart(&c, &hybrid(), &mid()).unwrap();
+        let plan = prestart(&c, &hybrid(), ID, &mid()).unwrap();
         for a in &plan.actions {
             match a {
-                Action::WriteFile { dest, .. } => assert!(dest.starts_with("/run"), "{a}"),
+                Action::WriteFile { .. } => panic!("{a}: a write in a read-only image"),
                 Action::Bind { dest, fallback, .. }
                     if dest.starts_with("/run/log") || dest.starts_with("/var") =>
                 {
@@ -818,10 +833,9 @@ mod tests {
                 _ => {}
             }
         }
-        assert!(plan.actions.contains(&Action::BindInside {
-            src: p("/run/machine-id"),
+        assert!(plan.actions.contains(&Action::BindContents {
             dest: p("/etc/machine-id"),
-            readonly: true
+            contents: format!("{}\n", mid()),
         }));
         assert!(poststop(&c, &mid()).actions.is_empty());
     }
@@ -842,6 +856,7 @@ mod tests {
             cgroup_memory_limit: None,
             journal_root: p("/var/log/journal"),
             selinux: false,
+            host_machine_id: None,
         }
     }
 
@@ -859,7 +874,7 @@ mod tests {
             let f = unified(fixture);
             let own = f.cgroups.unified.clone().unwrap();
             let rel = own.strip_prefix("/").unwrap().display().to_string();
-            let plan = prestart(&podman_config(), &f, &mid()).unwrap();
+            let plan = prestart(&podman_config(), &f, ID, &mid()).unwrap();
             assert_eq!(
                 cgroup_binds(&plan),
                 vec![
@@ -885,7 +900,7 @@ mod tests {
         let mut c = podman_config();
         c.cgroupns = true;
         let f = unified("unified-v2-systemd-host.txt");
-        let plan = prestart(&c, &f, &mid()).unwrap();
+        let plan = prestart(&c, &f, ID, &mid()).unwrap();
         assert_eq!(
             cgroup_binds(&plan),
             vec![format!(
@@ -904,11 +919,11 @@ mod tests {
     fn missing_cgroup_lines_skip_cgroup_setup() {
         let mut f = unified("unified-v2-systemd-host.txt");
         f.cgroups.unified = None;
-        let plan = prestart(&podman_config(), &f, &mid()).unwrap();
+        let plan = prestart(&podman_config(), &f, ID, &mid()).unwrap();
         assert!(cgroup_binds(&plan).is_empty());
         let mut f = hybrid();
         f.cgroups.systemd = None;
-        assert!(cgroup_binds(&prestart(&podman_config(), &f, &mid()).unwrap()).is_empty());
+        assert!(cgroup_binds(&prestart(&podman_config(), &f, ID, &mid()).unwrap()).is_empty());
     }
 
     #[test]
@@ -916,25 +931,25 @@ mod tests {
         let mut f = hybrid();
         f.cgroups.systemd = Some(p("/"));
         assert_eq!(
-            prestart(&podman_config(), &f, &mid()),
+            prestart(&podman_config(), &f, ID, &mid()),
             Err(PlanError::CgroupIsRoot)
         );
         let mut f = hybrid();
         f.systemd_mount = None;
         assert_eq!(
-            prestart(&podman_config(), &f, &mid()),
+            prestart(&podman_config(), &f, ID, &mid()),
             Err(PlanError::NoHierarchy("name=systemd"))
         );
         let mut f = unified("unified-v2-systemd-host.txt");
         f.unified_mount = None;
         assert_eq!(
-            prestart(&podman_config(), &f, &mid()),
+            prestart(&podman_config(), &f, ID, &mid()),
             Err(PlanError::NoHierarchy("cgroup2"))
         );
         let mut f = unified("unified-v2-systemd-host.txt");
         f.cgroups.unified = Some(p("/"));
         assert_eq!(
-            prestart(&podman_config(), &f, &mid()),
+            prestart(&podman_config(), &f, ID, &mid()),
             Err(PlanError::CgroupIsRoot)
         );
     }
@@ -978,7 +993,7 @@ mod tests {
             .retain(|d| d != Path::new("/sys/fs/cgroup"));
         let mut f = hybrid();
         f.selinux = true;
-        let plan = prestart(&c, &f, &mid()).unwrap();
+        let plan = prestart(&c, &f, ID, &mid()).unwrap();
         let mut tmpfs = 0;
         for a in &plan.actions {
             match a {
@@ -992,7 +1007,7 @@ mod tests {
         }
         assert_eq!(tmpfs, 4, "/run, /run/lock, /tmp, /sys/fs/cgroup");
         f.selinux = false;
-        let plan = prestart(&c, &f, &mid()).unwrap();
+        let plan = prestart(&c, &f, ID, &mid()).unwrap();
         assert!(plan.actions.iter().all(|a| match a {
             Action::Tmpfs { options, .. } => options.context.is_none(),
             Action::HostDir { label, .. } => label.is_none(),
@@ -1004,7 +1019,7 @@ mod tests {
                 .any(|s| s.contains("SELinux is disabled"))
         );
         // No label: no option, no note.
-        let plan = prestart(&podman_config(), &hybrid(), &mid()).unwrap();
+        let plan = prestart(&podman_config(), &hybrid(), ID, &mid()).unwrap();
         assert!(!plan.skipped.iter().any(|s| s.contains("SELinux")));
     }
 
@@ -1016,7 +1031,7 @@ mod tests {
         };
         let mut c = podman_config();
         c.root_owner = Some(owner);
-        let plan = prestart(&c, &hybrid(), &mid()).unwrap();
+        let plan = prestart(&c, &hybrid(), ID, &mid()).unwrap();
         let mut delegated = false;
         for a in &plan.actions {
             match a {
@@ -1051,15 +1066,47 @@ mod tests {
             }
         }
         assert!(delegated);
-        let plan = prestart(&c, &unified("unified-v2-systemd-host.txt"), &mid()).unwrap();
+        let plan = prestart(&c, &unified("unified-v2-systemd-host.txt"), ID, &mid()).unwrap();
         assert!(plan.actions.iter().any(|a| matches!(a, Action::DelegateCgroup { files, .. } if files.contains(&"cgroup.subtree_control".to_string()))));
         // Without a user namespace nothing is chowned.
-        let plan = prestart(&podman_config(), &hybrid(), &mid()).unwrap();
+        let plan = prestart(&podman_config(), &hybrid(), ID, &mid()).unwrap();
         assert!(
             !plan
                 .actions
                 .iter()
                 .any(|a| matches!(a, Action::DelegateCgroup { .. }))
+        );
+    }
+
+    #[test]
+    fn the_hosts_own_machine_id_is_refused_and_tiny_limits_keep_a_size() {
+        let mut f = hybrid();
+        f.host_machine_id = Some(mid().to_string());
+        assert_eq!(
+            prestart(&podman_config(), &f, ID, &mid()),
+            Err(PlanError::HostMachineId)
+        );
+        let mut c = podman_config();
+        c.memory_limit = Some(1);
+        let plan = prestart(&c, &hybrid(), ID, &mid()).unwrap();
+        assert!(
+            plan.actions
+                .iter()
+                .any(|a| matches!(a, Action::Tmpfs { dest, options, .. }
+            if dest == Path::new("/tmp") && options.size == Some(TMPFS_MIN_SIZE)))
+        );
+    }
+
+    #[test]
+    fn config_tmpfs_mounts_are_private_tmpfs_and_journal_dirs_carry_the_id() {
+        let mut c = podman_config();
+        c.tmpfs_destinations = vec![p("/run")];
+        let plan = prestart(&c, &hybrid(), ID, &mid()).unwrap();
+        assert_eq!(plan.private_tmpfs, vec![p("/run")]);
+        assert!(
+            plan.actions
+                .iter()
+                .any(|a| matches!(a, Action::HostDir { marker, .. } if marker == ID))
         );
     }
 

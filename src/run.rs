@@ -91,7 +91,7 @@ fn prestart(state: &HookState, start: Instant) -> anyhow::Result<()> {
     };
     let parsed = Instant::now();
     let facts = host_facts(Some(pid)).context("reading host facts")?;
-    let plan = plan::prestart(&config, &facts, &machine_id)?;
+    let plan = plan::prestart(&config, &facts, &state.id, &machine_id)?;
     for s in &plan.skipped {
         log::debug!("skip {s}");
     }
@@ -170,6 +170,10 @@ pub fn host_facts(pid: Option<i32>) -> anyhow::Result<HostFacts> {
         cgroup_memory_limit,
         journal_root: PathBuf::from(HOST_JOURNAL_ROOT),
         selinux: selinux_enabled(),
+        host_machine_id: std::fs::read_to_string("/etc/machine-id")
+            .ok()
+            .and_then(|s| crate::machine_id::MachineId::parse(s.trim()))
+            .map(|m| m.to_string()),
     })
 }
 

@@ -113,6 +113,26 @@ fn missing_or_invalid_config_fails_prestart() {
     one_error_line(&run(&[], state.as_bytes(), t.path(), false), "config.json");
     std::fs::write(t.path().join("config.json"), b"{").unwrap();
     one_error_line(&run(&[], state.as_bytes(), t.path(), false), "config.json");
+    // A FIFO must not hang the hook; an oversized file is refused unread.
+    std::fs::remove_file(t.path().join("config.json")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &t.path().join("config.json"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    one_error_line(
+        &run(&[], state.as_bytes(), t.path(), false),
+        "not a regular file",
+    );
+    std::fs::remove_file(t.path().join("config.json")).unwrap();
+    std::fs::File::create(t.path().join("config.json"))
+        .unwrap()
+        .set_len(5 * 1024 * 1024)
+        .unwrap();
+    one_error_line(&run(&[], state.as_bytes(), t.path(), false), "larger than");
     std::fs::write(
         t.path().join("config.json"),
         br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"}}"#,

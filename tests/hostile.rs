@@ -274,3 +274,104 @@ fn copy_up_over_its_bound_fails_without_leaving_anything() {
     });
     assert_eq!(code, 1);
 }
+
+/// Mounts the sentinel directory at `rel` in the sandbox's namespace, as a
+/// runtime mounts a volume before prestart.
+fn volume(sb: &Sandbox, sentinel: &Path, rel: &str) {
+    let at = sb.rootfs.join(rel);
+    std::fs::create_dir_all(&at).unwrap();
+    sb.nsenter(&[
+        "mount",
+        "--bind",
+        sentinel.to_str().unwrap(),
+        at.to_str().unwrap(),
+    ]);
+}
+
+#[test]
+#[serial_test::serial]
+fn writes_never_follow_a_link_onto_another_mount_in_the_rootfs() {
+    // At prestart the runtime has mounted /proc, /sys, cgroupfs and volumes
+    // inside the rootfs. A link in the image must not make the hook write
+    // through them: here a volume stands for all of them.
+    let code = run_trick("machine-id -> file on a volume", json!({}), |sb, s| {
+        volume(sb, s, "data");
+        link(sb, "etc/machine-id", Path::new("/data/machine-id"));
+    });
+    assert_eq!(code, 1);
+    let code = run_trick(
+        "/var/log -> a volume (journal mkdir)",
+        json!({}),
+        |sb, s| {
+            volume(sb, s, "data");
+            link(sb, "var/log", Path::new("/data/var/log"));
+        },
+    );
+    assert_eq!(code, 0, "the journal falls back to /run/log/journal");
+    let code = run_trick("/tmp -> a volume (copy-up source)", json!({}), |sb, s| {
+        volume(sb, s, "data");
+        link(sb, "tmp", Path::new("/data/tmp"));
+    });
+    assert_eq!(code, 1);
+}
+
+#[test]
+#[serial_test::serial]
+fn machine_id_link_into_a_mounted_proc_does_not_reach_the_kernel() {
+    let before = std::fs::read("/proc/sys/kernel/domainname").unwrap();
+    let code = run_trick(
+        "machine-id -> /proc/sys/kernel/domainname",
+        json!({}),
+        |sb, _| {
+            sb.nsenter(&[
+                "mount",
+                "-t",
+                "proc",
+                "proc",
+                sb.rootfs.join("proc").to_str().unwrap(),
+            ]);
+            link(
+                sb,
+                "etc/machine-id",
+                Path::new("/proc/sys/kernel/domainname"),
+            );
+        },
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        std::fs::read("/proc/sys/kernel/domainname").unwrap(),
+        before
+    );
+}
+
+#[test]
+#[serial_test::serial]
+fn a_shared_rootfs_mount_is_refused() {
+    // Mounts on a shared mount would propagate to its peers (the host).
+    let code = run_trick("shared rootfs", json!({}), |sb, _| {
+        let r = sb.rootfs.to_str().unwrap();
+        sb.nsenter(&["mount", "--bind", r, r]);
+        sb.nsenter(&["mount", "--make-shared", r]);
+    });
+    assert_eq!(code, 1);
+}
+
+#[test]
+#[serial_test::serial]
+fn a_root_path_of_slash_is_refused_at_poststop() {
+    let sb = Sandbox::new(json!({}));
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sb.bundle.join("config.json")).unwrap()).unwrap();
+    cfg["root"]["path"] = json!("/");
+    std::fs::write(sb.bundle.join("config.json"), cfg.to_string()).unwrap();
+    let before = std::fs::read("/etc/machine-id").ok();
+    let o = sb.poststop();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("root of the mount namespace"));
+    assert_eq!(std::fs::read("/etc/machine-id").ok(), before);
+}

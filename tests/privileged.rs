@@ -494,3 +494,61 @@ fn prestart_twice_is_safe() {
     assert_ok(&sb.poststop());
     assert_ok(&sb.poststop());
 }
+
+#[test]
+#[serial_test::serial]
+fn a_cgroup_shared_with_host_processes_is_never_made_writable_or_chowned() {
+    let sb = Sandbox::new(json!({"linux": {
+        "namespaces": [{"type": "mount"}, {"type": "user"}],
+        "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+        "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    }}));
+    // A host process joins the container's cgroup (as with --cgroups=disabled).
+    let mut host = Command::new("sleep").arg("60").spawn().unwrap();
+    let procs = sb.cgroup_dirs[0].join("cgroup.procs");
+    std::fs::write(&procs, host.id().to_string()).unwrap();
+    let o = sb.prestart();
+    let _ = host.kill();
+    let _ = host.wait();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not in the container"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for f in ["", "cgroup.procs"] {
+        let m = std::fs::metadata(sb.cgroup_dirs[0].join(f)).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (0, 0),
+            "ownership restored or never changed: {f}"
+        );
+    }
+    assert!(!sb.host_journal().exists());
+}
+
+#[test]
+#[serial_test::serial]
+fn an_existing_journal_dir_is_reused_only_by_its_own_container() {
+    let sb = Sandbox::new(json!({}));
+    // Not made by the hook: left alone, the journal is skipped.
+    std::fs::create_dir(sb.host_journal()).unwrap();
+    let o = sb.prestart();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not made for this container"));
+    assert!(
+        sb.mount_at(&format!("/var/log/journal/{}", sb.machine_id()))
+            .is_none()
+    );
+    std::fs::remove_dir(sb.host_journal()).unwrap();
+    // Made by the hook for this container: reused on the next start.
+    let sb2 = Sandbox::new(json!({}));
+    assert_ok(&sb2.prestart());
+    let mut sb3 = Sandbox::new(json!({}));
+    sb3.id = sb2.id.clone(); // the same container, started again
+    assert_ok(&sb3.prestart());
+    assert!(
+        sb3.mount_at(&format!("/var/log/journal/{}", sb3.machine_id()))
+            .is_some()
+    );
+}
