@@ -68,4 +68,14 @@ if [ "$(printf '%s\n1.88.0\n' "$ver" | sort -V | head -1)" != 1.88.0 ]; then
 fi
 
 "$(dirname "$0")/host-quirks.sh"
+
+# The hook binds each container's journal from /var/log/journal/<machine-id>
+# but never creates /var/log/journal itself (that would switch the host's
+# journald to persistent storage). The tests need it; create it as
+# systemd-tmpfiles does.
+if [ ! -d /var/log/journal ]; then
+  log "creating /var/log/journal (persistent journal directory)"
+  install -d -m 2755 /var/log/journal
+  getent group systemd-journal >/dev/null && chgrp systemd-journal /var/log/journal
+fi
 log "ok"
