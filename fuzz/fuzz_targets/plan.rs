@@ -32,8 +32,9 @@ fuzz_target!(|data: &[u8]| {
         cgroup_memory_limit: sel.get(1).map(|b| u64::from(*b) << 20),
         journal_root: PathBuf::from("/var/log/journal"),
         selinux: sel.get(2).is_some_and(|b| b & 1 == 1),
+        host_machine_id: None,
     };
-    let Ok(p) = plan::prestart(&config, &facts, &machine_id) else { return };
+    let Ok(p) = plan::prestart(&config, &facts, &id, &machine_id) else { return };
     for a in p.actions.iter().chain(plan::poststop(&config, &machine_id).actions.iter()) {
         let _ = a.to_string();
         match a {
@@ -44,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
             Action::DelegateCgroup { .. } => panic!("delegation of a path not beneath a hierarchy"),
             Action::Tmpfs { dest, .. } | Action::Mkdir { dest, .. } | Action::RemountReadOnly { dest }
             | Action::WriteFile { dest, .. } | Action::ClearFile { dest, .. } => assert!(dest.is_absolute()),
-            Action::BindInside { src, dest, .. } => assert!(src.is_absolute() && dest.is_absolute()),
+            Action::BindContents { dest, contents } => assert!(dest.is_absolute() && contents.len() == 33),
             Action::Bind { source, dest, .. } => {
                 assert!(dest.is_absolute());
                 if let HostSource::Beneath { path, .. } = source {
