@@ -527,6 +527,7 @@ impl Namespace {
                     },
                 };
                 self.attach(source.as_fd(), target.as_fd())?;
+                mounts::make_private(source.as_fd())?;
                 mounts::set_flags(source.as_fd(), *readonly)?;
                 Ok(())
             }
@@ -535,6 +536,7 @@ impl Namespace {
                 let target = self.root.resolve(dest)?;
                 regular_file(&target)?;
                 self.attach(file.as_fd(), target.as_fd())?;
+                mounts::make_private(file.as_fd())?;
                 mounts::set_flags(file.as_fd(), true)?;
                 Ok(())
             }

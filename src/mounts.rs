@@ -15,8 +15,9 @@ use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags, mkdirat, openat2, statx,
 };
 use rustix::mount::{
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, OpenTreeFlags,
-    fsconfig_create, fsconfig_set_string, fsmount, fsopen, mount_remount, move_mount, open_tree,
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MountPropagationFlags, MoveMountFlags,
+    OpenTreeFlags, fsconfig_create, fsconfig_set_string, fsmount, fsopen, mount_change,
+    mount_remount, move_mount, open_tree,
 };
 
 use crate::plan::TmpfsOptions;
@@ -127,6 +128,18 @@ pub fn set_flags(mount: BorrowedFd<'_>, readonly: bool) -> io::Result<()> {
         flags |= MountFlags::RDONLY;
     }
     Ok(mount_remount(fd_proc_path(mount), flags, "")?)
+}
+
+/// Makes the attached mount whose root `mount` refers to private. A clone
+/// from `open_tree(OPEN_TREE_CLONE)` of a shared host mount (systemd hosts
+/// make `/`, `/sys/fs/cgroup` and `/var` shared) joins the host's peer group:
+/// without this, anything later mounted on it in the container would appear
+/// on the host, and host mounts would appear in the container.
+pub fn make_private(mount: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(mount_change(
+        fd_proc_path(mount),
+        MountPropagationFlags::PRIVATE,
+    )?)
 }
 
 fn fd_proc_path(fd: BorrowedFd<'_>) -> PathBuf {

@@ -552,3 +552,40 @@ fn an_existing_journal_dir_is_reused_only_by_its_own_container() {
             .is_some()
     );
 }
+
+/// Makes a host mount shared for the test's duration, as systemd hosts have
+/// it, and private again afterwards.
+struct SharedForTest(&'static str);
+
+impl SharedForTest {
+    fn new(path: &'static str) -> SharedForTest {
+        assert!(Command::new("mount").args(["--make-shared", path]).status().unwrap().success());
+        SharedForTest(path)
+    }
+}
+
+impl Drop for SharedForTest {
+    fn drop(&mut self) {
+        let _ = Command::new("mount").args(["--make-private", self.0]).status();
+    }
+}
+
+#[test]
+#[serial_test::serial]
+fn binds_of_shared_host_mounts_do_not_propagate_back_to_the_host() {
+    // On a systemd host the cgroup hierarchies are shared mounts: a clone of
+    // one joins the host's peer group, so the own-cgroup bind made on top of
+    // it inside the container would appear on the host unless the clone is
+    // made private first.
+    let sb = Sandbox::new(json!({}));
+    let hierarchy = match sb.layout {
+        Layout::Unified => "/sys/fs/cgroup",
+        _ => "/sys/fs/cgroup/systemd",
+    };
+    let _shared = SharedForTest::new(hierarchy);
+    let before = host_mounts();
+    assert_ok(&sb.prestart());
+    assert_eq!(host_mounts(), before, "a mount made in the container appeared on the host");
+    let own = sb.mount_at(&format!("{hierarchy}{}", sb.cgroup)).expect("own cgroup bound inside");
+    assert!(!own.opt_fields.iter().any(|f| matches!(f, procfs::process::MountOptFields::Shared(_))));
+}
