@@ -66,10 +66,6 @@ hook=$root/target/release/oci-systemd-hook
 [ -x "$hook" ] || die "no $hook after cargo build"
 t_cargo=$(elapsed "$t")
 
-t=$(date +%s)
-image=$("$here/build-image.sh")
-t_image=$(elapsed "$t")
-
 # --- per-run scratch, inside the cache dir, removed on exit --------------------
 mkdir -p "$cache"
 work=$(mktemp -d "$cache/run.XXXXXX")
@@ -85,6 +81,15 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# Every guest tests this one binary, even if the tree is rebuilt meanwhile.
+mkdir -p "$work/stage/target/release"
+cp "$hook" "$work/stage/target/release/oci-systemd-hook"
+hook_rev="$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?'), sha256 $(sha256sum "$hook" | cut -c1-12)"
+
+t=$(date +%s)
+image=$("$here/build-image.sh")
+t_image=$(elapsed "$t")
 
 rm -rf "$logs"
 mkdir -p "$logs"
@@ -141,7 +146,7 @@ OSH_VM_LAYOUT=$layout
 OSH_VM_RUNS='$runs'
 OSH_VM_FILTER='$filter'
 EOF
-  tar -cf "$in" -C "$root" integration hooks.d target/release/oci-systemd-hook \
+  tar -cf "$in" -C "$root" integration hooks.d -C "$work/stage" target \
     -C "$work/$layout-params" vm-params
   truncate -s 256M "$out"
 
@@ -229,7 +234,7 @@ summarize() {
         }
         print "    " $0; next
       }
-      /^# (crun|runc) / { print "        " $0 }
+      /^# (crun|runc) .*: running after / { print "        " $0 }
     ' "$r/$name.tap"
   done
   if [ -f "$r/error" ]; then echo "  guest error: $(cat "$r/error")"; fi
@@ -256,7 +261,7 @@ done
 
 echo
 echo "=== oci-systemd-hook VM integration (${accel[*]}, ${mem} MiB, ${cpus} vCPUs)"
-echo "hook from $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?'); cargo build ${t_cargo} s, image ${t_image} s ($image)"
+echo "hook built from $hook_rev; cargo build ${t_cargo} s, image ${t_image} s ($image)"
 for layout in $layouts; do
   echo
   echo "--- $layout: ${status[$layout]}"
