@@ -41,6 +41,15 @@ osh_setup_hooks() {
 # osh_host_mounts: the host's mount points and sources, sorted.
 osh_host_mounts() { awk '{print $4, $5}' /proc/self/mountinfo | sort; }
 
+# osh_assert_no_new_mounts BEFORE: fails listing every host mount that is
+# there now and was not in BEFORE (osh_host_mounts output). Mounts that went
+# away are podman's own housekeeping (its storage mount), not leaks.
+osh_assert_no_new_mounts() {
+  local added
+  added=$(comm -13 <(echo "$1") <(osh_host_mounts))
+  [ -z "$added" ] || { echo "mounts left on the host: $added" >&2; return 1; }
+}
+
 # osh_overlay NAME: an overlay over the cached rootfs with extra image
 # content from "$BATS_TEST_TMPDIR/$NAME-seed" (if any); prints the merged
 # dir. It survives the container, so poststop's work on it can be checked.

@@ -39,7 +39,7 @@ teardown() { osh_teardown; }
   [ "$codes" = 0 ] || { echo "exit codes: $codes" >&2; false; }
   xargs podman rm >/dev/null < "$BATS_TEST_TMPDIR/containers"
   t2=$(osh_now)
-  diff <(echo "$before") <(osh_host_mounts)
+  osh_assert_no_new_mounts "$before"
   # Only the documented per-container journal dirs were added; remove them.
   added=$(comm -13 <(echo "$journals_before") <(ls /var/log/journal | sort) | wc -l)
   [ "$added" -eq "$n" ]

@@ -32,8 +32,7 @@ boot_case() {
 
   osh_stop
   podman rm "$CID" >/dev/null
-  after=$(osh_host_mounts)
-  diff <(echo "$before") <(echo "$after")
+  osh_assert_no_new_mounts "$before"
   report "running after $(osh_elapsed "$t0" "$t1") s, stop $STOP_SECONDS s"
 }
 
@@ -128,7 +127,7 @@ boot_case() {
   [[ "$output" == *"mount tmpfs on /run mode 755"* ]]
   [[ "$output" == *"on /sys/fs/cgroup"* ]]
   [ ! -e "/var/log/journal/${CID:0:32}" ]
-  [ "$(osh_host_mounts)" = "$before" ]
+  osh_assert_no_new_mounts "$before"
   # Nothing mounted in the container's namespace either.
   rootfs=$(sed -n 's/^rootfs: *//p' <<<"$output")
   [ -n "$rootfs" ]

@@ -106,8 +106,7 @@ run_and_check() {
   [ -s "$BUNDLE/rootfs/etc/machine-id" ]
   runc delete "$ID"
   [ ! -s "$BUNDLE/rootfs/etc/machine-id" ]   # poststop emptied it
-  after=$(osh_host_mounts)
-  diff <(echo "$before") <(echo "$after")
+  osh_assert_no_new_mounts "$before"
   echo "# runc $BATS_TEST_DESCRIPTION: running after $(osh_elapsed "$t0" "$t1") s, stop $(osh_elapsed "$t2" "$t3") s" >&3
 }
 
