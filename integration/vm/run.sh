@@ -16,7 +16,10 @@
 #
 # Environment (all optional):
 #   OSH_VM_LAYOUTS        layouts to run (default "unified hybrid legacy")
-#   OSH_VM_RUNS           suite runs per guest (default "podman-crun podman-runc runc")
+#   OSH_VM_RUNS           suite runs per guest: podman-crun (podman.bats, crun),
+#                         podman-runc (podman.bats, runc), runc (runc.bats). Default
+#                         "podman-crun runc" (both runtimes, ~12 min for three
+#                         layouts under TCG); all three take ~18 min
 #   OSH_VM_FILTER         bats --filter (default "cgroupns": the host and private
 #                         cgroupns boot cases of podman.bats and runc.bats; empty
 #                         for the whole suite, slow under TCG)
@@ -30,7 +33,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cache=${OSH_VM_CACHE:-/var/cache/oci-systemd-hook/vm}
 layouts=${OSH_VM_LAYOUTS:-unified hybrid legacy}
-runs=${OSH_VM_RUNS:-podman-crun podman-runc runc}
+runs=${OSH_VM_RUNS:-podman-crun runc}
 filter=${OSH_VM_FILTER-cgroupns}
 vm_timeout=${OSH_VM_TIMEOUT:-1200}
 mem=${OSH_VM_MEM:-4096}
@@ -128,6 +131,24 @@ layout_args() {
   esac
 }
 
+# show_progress LAYOUT SERIAL FINAL: prints the progress lines (markers, TAP
+# results, the suite's timing lines) of the serial log not shown yet; the
+# last line only when FINAL is 1, as it may still be partly written. Console
+# lines of osh-vm.service come as "[ uptime] osh-vm-boot[pid]: text". Uses
+# the caller's counter `shown`.
+show_progress() {
+  local lines n
+  lines=$(tr -d '\r' < "$2" | { if [ "$3" = 1 ]; then cat; else sed '$d'; fi; } |
+    sed -nE 's/^\[ *[0-9.]+\] osh-vm-boot\[[0-9]+\]: //p' |
+    grep -aE '^(OSH-VM|ok |not ok |# (crun|runc) )' || true)
+  [ -n "$lines" ] || return 0
+  n=$(printf '%s\n' "$lines" | wc -l)
+  if [ "$n" -gt "$shown" ]; then
+    printf '%s\n' "$lines" | tail -n +"$((shown + 1))" | sed "s/^/vm: $1: /" >&2
+    shown=$n
+  fi
+}
+
 # run_layout LAYOUT: boots one VM, waits for it, reads the results back into
 # $logs/LAYOUT. Sets BOOT_S, SUITE_S, VM_S. Returns 0 when the guest came back
 # with results (whatever they say), 1 when it did not.
@@ -172,18 +193,7 @@ EOF
         seen_start=$now_s
         BOOT_S=$now_s
       fi
-      local lines
-      # Console lines of osh-vm.service come as "[ uptime] osh-vm-boot[pid]: text".
-      lines=$(tr -d '\r' < "$serial" | sed -nE 's/^\[ *[0-9.]+\] osh-vm-boot\[[0-9]+\]: //p' |
-        grep -aE '^(OSH-VM|ok |not ok |# (crun|runc) )' || true)
-      if [ -n "$lines" ]; then
-        local n
-        n=$(printf '%s\n' "$lines" | wc -l)
-        if [ "$n" -gt "$shown" ]; then
-          printf '%s\n' "$lines" | tail -n +"$((shown + 1))" | sed "s/^/vm: $layout: /" >&2
-          shown=$n
-        fi
-      fi
+      show_progress "$layout" "$serial" 0
     fi
     if [ "$now_s" -ge "$vm_timeout" ]; then
       log "$layout: ERROR the guest did not come back within $vm_timeout s: killing QEMU (pid $qemu_pid)"
@@ -199,6 +209,7 @@ EOF
     fi
     sleep 2
   done
+  [ -f "$serial" ] && show_progress "$layout" "$serial" 1
   local qrc=0
   wait "$qemu_pid" || qrc=$?
   qemu_pid=""
