@@ -94,7 +94,7 @@ integration: build rootfs
 
 # The conformance suite inside Debian bookworm VMs (QEMU, offline), one per
 # cgroup layout (integration/vm/run.sh). Not part of `test`: it takes about
-# 10-15 minutes under software emulation.
+# 10 minutes under software emulation on a quiet machine.
 vm-integration: build
 	integration/vm/run.sh
 
