@@ -109,17 +109,29 @@ main() {
   podman version --format '{{.Client.Version}}' | sed 's/^/podman /'
   crun --version | head -n 1; runc --version | head -n 1; bats --version
 
-  for name in $OSH_VM_RUNS; do
+  # User namespaces need the unified layout (userns.bats says why).
+  runs=$OSH_VM_RUNS
+  if [ "$layout" = unified ] && [ "${OSH_VM_USERNS:-1}" = 1 ]; then runs="$runs userns"; fi
+  echo "$runs" > "$out/runs"
+  for name in $runs; do
+    filter=${OSH_VM_FILTER:-}
     case "$name" in
       podman-crun) rt=crun file=podman.bats ;;
       podman-runc) rt=runc file=podman.bats ;;
       runc) rt=runc file=runc.bats ;;
+      userns) rt=crun file=userns.bats filter= ;;
+      compare) rt=crun file= ;;
       *) echo "OSH-VM: unknown run $name"; return 1 ;;
     esac
     echo "OSH-VM: run $name start uptime=$(now)"
     t0=$(now)
-    OSH_ROOTFS=$rootfs OSH_RUNTIME=$rt bats --tap --timing ${OSH_VM_FILTER:+--filter "$OSH_VM_FILTER"} \
-      "$work/integration/$file" 2>&1 | tee "$out/$name.tap"
+    if [ -z "$file" ]; then
+      # The mount table with the hook next to podman --systemd=always.
+      OSH_ROOTFS=$rootfs "$work/integration/compare-mounts.sh" 2>&1 | tee "$out/$name.txt"
+    else
+      OSH_ROOTFS=$rootfs OSH_RUNTIME=$rt bats --tap --timing ${filter:+--filter "$filter"} \
+        "$work/integration/$file" 2>&1 | tee "$out/$name.tap"
+    fi
     rc=${PIPESTATUS[0]}
     t1=$(now)
     echo "$rc" > "$out/$name.rc"
@@ -131,8 +143,9 @@ main() {
   journalctl -b -t oci-systemd-hook --no-pager > "$out/hook-syslog.txt" 2>&1
   if [ "$any_fail" = 1 ]; then
     echo "OSH-VM: collecting evidence for the failures"
-    for name in $OSH_VM_RUNS; do
+    for name in $runs; do
       [ "$(cat "$out/$name.rc")" = 0 ] && continue
+      case "$name" in userns | compare) continue ;; esac
       case "$name" in podman-crun) rt=crun ;; *) rt=runc ;; esac
       [ -d "$out/diag-$rt-host" ] || { diag_podman "$rt" host; diag_podman "$rt" private; }
     done

@@ -34,7 +34,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cache=${OSH_VM_CACHE:-/var/cache/oci-systemd-hook/vm}
 layouts=${OSH_VM_LAYOUTS:-unified hybrid legacy}
-runs=${OSH_VM_RUNS:-podman-crun podman-runc runc}
+runs=${OSH_VM_RUNS:-podman-crun podman-runc runc compare}
 filter=${OSH_VM_FILTER-cgroupns}
 vm_timeout=${OSH_VM_TIMEOUT:-1200}
 mem=${OSH_VM_MEM:-4096}
@@ -233,9 +233,10 @@ EOF
 # summarize LAYOUT: pass/fail per case with the suite's timing lines.
 summarize() {
   local layout=$1 r=$logs/$1/results name rc
-  for name in $runs; do
+  for name in $(cat "$r/runs" 2>/dev/null || echo "$runs"); do
     rc=$(cat "$r/$name.rc" 2>/dev/null || echo "?")
-    printf '  %-12s bats rc=%s, %s s\n' "$name" "$rc" "$(cat "$r/$name.seconds" 2>/dev/null || echo '?')"
+    printf '  %-12s rc=%s, %s s\n' "$name" "$rc" "$(cat "$r/$name.seconds" 2>/dev/null || echo '?')"
+    if [ -f "$r/$name.txt" ]; then sed 's/^/    /' "$r/$name.txt"; fi
     [ -f "$r/$name.tap" ] || continue
     # "ok 1 description in 31234ms" / "not ok ..." and "# runtime ...: running after X s, stop Y s"
     awk '
@@ -259,7 +260,7 @@ for layout in $layouts; do
   if run_layout "$layout"; then
     ok=1
     [ "$(cat "$logs/$layout/results/guest.rc")" = 0 ] || ok=0
-    for name in $runs; do
+    for name in $(cat "$logs/$layout/results/runs" 2>/dev/null || echo "$runs"); do
       [ "$(cat "$logs/$layout/results/$name.rc" 2>/dev/null)" = 0 ] || ok=0
     done
     if [ "$ok" = 1 ]; then status[$layout]=PASS; else status[$layout]=FAIL; fail=1; fi
