@@ -23,7 +23,11 @@ teardown() { osh_teardown; }
   osh_assert_booted
   [ "$(osh_exec stat -c %u:%g /run)" = 0:0 ]     # container root inside = 100000 on the host
   [ "$(osh_exec stat -c %u:%g /tmp)" = 0:0 ]
-  [ "$(stat -c %u:%g "/var/log/journal/$MID")" = 100000:100000 ]
+  # Owned by mapped root; journald inside then gives it its own
+  # systemd-journal group, which is mapped too (100000 + its gid).
+  read -r uid gid < <(stat -c '%u %g' "/var/log/journal/$MID")
+  [ "$uid" = 100000 ] && [ "$gid" -ge 100000 ] && [ "$gid" -lt 165536 ] \
+    || { echo "journal dir owner $uid:$gid" >&2; ls -lan "/var/log/journal/$MID" >&2; false; }
   [ "$(osh_exec cat /etc/machine-id)" = "$MID" ]
   cg=$(osh_exec awk -F: '$1 == "0" {print $3}' /proc/1/cgroup)
   [[ "$cg" == */init.scope ]]
