@@ -78,6 +78,7 @@ test: setup
 	$(MAKE) test-unit
 	$(MAKE) test-privileged
 	$(MAKE) integration
+	$(MAKE) vm-integration
 	$(MAKE) rpm-check
 	$(MAKE) manifests-check
 	$(MAKE) vagrant-validate

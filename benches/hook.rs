@@ -36,11 +36,15 @@ struct Run {
 /// Spawns the hook with `state` on stdin and `env`, waits with wait4 for its
 /// rusage.
 fn timed(state: &Value, env: &[(&str, &str)], cwd: &std::path::Path) -> Run {
+    timed_exe(HOOK, state, env, cwd)
+}
+
+fn timed_exe(exe: &str, state: &Value, env: &[(&str, &str)], cwd: &std::path::Path) -> Run {
     let payload = state.to_string();
     let start = Instant::now();
     // Reaped below with wait4, which std's Child does not offer.
     #[allow(clippy::zombie_processes)]
-    let mut child = Command::new(HOOK)
+    let mut child = Command::new(exe)
         .current_dir(cwd)
         .env_remove("stage")
         .envs(env.iter().copied())
@@ -153,6 +157,14 @@ fn main() {
     rows.push(row("  in process: parse state+config", parse, "ms"));
     rows.push(row("  in process: host facts + plan", plan, "ms"));
     rows.push(row("  in process: apply (setns, mounts)", apply, "ms"));
+
+    // Baseline: what spawning any program costs this harness.
+    let mut base = vec![];
+    for _ in 0..runs {
+        let r = timed_exe("/bin/true", &json!({}), &[], std::path::Path::new("/"));
+        base.push(r.wall.as_secs_f64() * 1000.0);
+    }
+    rows.push(row("baseline: /bin/true, exec to exit", base, "ms"));
 
     // no-op: a non-systemd container (decided before any host fact is read).
     let mut cfg = podman_config();
