@@ -478,10 +478,10 @@ impl Namespace {
         });
         for dest in plan.private_tmpfs.iter().chain(hook_tmpfs) {
             let at = real_root.join(dest.strip_prefix("/").unwrap_or(dest));
-            if let Some(m) = table.iter().rev().find(|m| mounts::mount_point(m) == at) {
-                if m.fs_type == "tmpfs" {
-                    writable.push(m.mnt_id as u64);
-                }
+            if let Some(m) = table.iter().rev().find(|m| mounts::mount_point(m) == at)
+                && m.fs_type == "tmpfs"
+            {
+                writable.push(m.mnt_id as u64);
             }
         }
         Ok(Namespace {
@@ -584,19 +584,17 @@ impl Namespace {
     /// host).
     fn attach(&mut self, mount: BorrowedFd<'_>, target: BorrowedFd<'_>) -> anyhow::Result<()> {
         let on = mnt_id(target)?;
-        if !self.ours.contains(&on) {
-            if let Some(m) = self.table.iter().find(|m| m.mnt_id as u64 == on) {
-                if m.opt_fields
-                    .iter()
-                    .any(|f| matches!(f, MountOptFields::Shared(_)))
-                {
-                    bail!(
-                        "{} is on a shared mount ({}); a mount there would propagate out of the container",
-                        mounts::mount_point(m).display(),
-                        m.fs_type
-                    );
-                }
-            }
+        if !self.ours.contains(&on)
+            && let Some(m) = self.table.iter().find(|m| m.mnt_id as u64 == on)
+            && m.opt_fields
+                .iter()
+                .any(|f| matches!(f, MountOptFields::Shared(_)))
+        {
+            bail!(
+                "{} is on a shared mount ({}); a mount there would propagate out of the container",
+                mounts::mount_point(m).display(),
+                m.fs_type
+            );
         }
         mounts::attach(mount, target)?;
         Ok(())

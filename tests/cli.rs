@@ -117,7 +117,7 @@ fn missing_or_invalid_config_fails_prestart() {
     std::fs::remove_file(t.path().join("config.json")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &t.path().join("config.json"),
+        t.path().join("config.json"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,

@@ -559,14 +559,22 @@ struct SharedForTest(&'static str);
 
 impl SharedForTest {
     fn new(path: &'static str) -> SharedForTest {
-        assert!(Command::new("mount").args(["--make-shared", path]).status().unwrap().success());
+        assert!(
+            Command::new("mount")
+                .args(["--make-shared", path])
+                .status()
+                .unwrap()
+                .success()
+        );
         SharedForTest(path)
     }
 }
 
 impl Drop for SharedForTest {
     fn drop(&mut self) {
-        let _ = Command::new("mount").args(["--make-private", self.0]).status();
+        let _ = Command::new("mount")
+            .args(["--make-private", self.0])
+            .status();
     }
 }
 
@@ -585,7 +593,17 @@ fn binds_of_shared_host_mounts_do_not_propagate_back_to_the_host() {
     let _shared = SharedForTest::new(hierarchy);
     let before = host_mounts();
     assert_ok(&sb.prestart());
-    assert_eq!(host_mounts(), before, "a mount made in the container appeared on the host");
-    let own = sb.mount_at(&format!("{hierarchy}{}", sb.cgroup)).expect("own cgroup bound inside");
-    assert!(!own.opt_fields.iter().any(|f| matches!(f, procfs::process::MountOptFields::Shared(_))));
+    assert_eq!(
+        host_mounts(),
+        before,
+        "a mount made in the container appeared on the host"
+    );
+    let own = sb
+        .mount_at(&format!("{hierarchy}{}", sb.cgroup))
+        .expect("own cgroup bound inside");
+    assert!(
+        !own.opt_fields
+            .iter()
+            .any(|f| matches!(f, procfs::process::MountOptFields::Shared(_)))
+    );
 }
