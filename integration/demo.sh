@@ -14,7 +14,9 @@ rootfs=$("$here/build-rootfs.sh")
 # shellcheck source=integration/lib.bash
 . "$here/lib.bash"
 hooks=$(mktemp -d /tmp/oci-systemd-hook-demo.XXXXXX)
-trap 'rm -rf "$hooks"' EXIT
+id=""
+# On any failure: no container or journal dir of the demo stays behind.
+trap 'if [ -n "$id" ]; then podman rm -f -t 0 "$id" >/dev/null 2>&1; rm -rf "/var/log/journal/${id:0:32}"; fi; rm -rf "$hooks"' EXIT
 osh_hooks_dir "$hooks"
 
 for runtime in ${DEMO_RUNTIMES:-crun runc}; do
@@ -34,8 +36,8 @@ for runtime in ${DEMO_RUNTIMES:-crun runc}; do
            /sys/fs/cgroup "/sys/fs/cgroup${cg%/init.scope}"; do
     [ -z "${seen[$m]:-}" ] || continue
     seen[$m]=1
-    line=$(podman exec "$id" findmnt -n -o FSTYPE,OPTIONS --mountpoint "$m" | tail -n 1)
-    [ -n "$line" ] && printf '%-40s %s\n' "$m" "$line"
+    line=$(podman exec "$id" findmnt -n -o FSTYPE,OPTIONS --mountpoint "$m" | tail -n 1) || true
+    if [ -n "$line" ]; then printf '%-40s %s\n' "$m" "$line"; fi
   done
   echo "(the v1 release_agent file is also masked with /dev/null)"
   echo "--- /etc/machine-id: $(podman exec "$id" cat /etc/machine-id)"
@@ -47,5 +49,6 @@ for runtime in ${DEMO_RUNTIMES:-crun runc}; do
   journalctl -D "/var/log/journal/$mid" --no-pager -o short | tail -n 6
   podman rm "$id" >/dev/null
   rm -rf "/var/log/journal/$mid"
+  id=""
   [ "$state" = running ] || [ "$state" = degraded ] || { echo "demo: systemd did not boot under $runtime" >&2; exit 1; }
 done
