@@ -81,13 +81,7 @@ pub fn prestart(plan: &Plan, pid: i32, rootfs: &Path) -> anyhow::Result<()> {
                     }
                 }
                 Undo::Chown { fd, uid, gid } => {
-                    let r = chownat(
-                        &fd,
-                        "",
-                        Some(Uid::from_raw(uid)),
-                        Some(Gid::from_raw(gid)),
-                        AtFlags::EMPTY_PATH,
-                    );
+                    let r = chown_to(fd.as_fd(), Owner { uid, gid });
                     if let Err(e) = r {
                         log::warn!("cannot restore an owner after a failed prestart: {e}");
                     }
@@ -251,6 +245,17 @@ pub fn poststop(plan: &Plan, rootfs: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Gives the object `fd` refers to (an O_PATH fd is enough) to `owner`.
+fn chown_to(fd: BorrowedFd<'_>, owner: Owner) -> rustix::io::Result<()> {
+    chownat(
+        fd,
+        "",
+        Some(Uid::from_raw(owner.uid)),
+        Some(Gid::from_raw(owner.gid)),
+        AtFlags::EMPTY_PATH,
+    )
+}
+
 fn mnt_id(fd: BorrowedFd<'_>) -> anyhow::Result<u64> {
     Ok(statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?.stx_mnt_id)
 }
@@ -339,14 +344,7 @@ fn host_dir(
     )
     .with_context(|| format!("mark {}", path.display()))?;
     if let Some(o) = owner {
-        chownat(
-            &dir,
-            "",
-            Some(Uid::from_raw(o.uid)),
-            Some(Gid::from_raw(o.gid)),
-            AtFlags::EMPTY_PATH,
-        )
-        .with_context(|| format!("chown {}", path.display()))?;
+        chown_to(dir.as_fd(), o).with_context(|| format!("chown {}", path.display()))?;
     }
     if let Some(l) = label {
         // xattrs cannot be set through an O_PATH fd; the path was just made by us.
@@ -420,13 +418,7 @@ fn delegate_cgroup(
     }
     for fd in targets {
         let st = rustix::fs::fstat(&fd)?;
-        chownat(
-            &fd,
-            "",
-            Some(Uid::from_raw(owner.uid)),
-            Some(Gid::from_raw(owner.gid)),
-            AtFlags::EMPTY_PATH,
-        )?;
+        chown_to(fd.as_fd(), owner)?;
         undo.push(Undo::Chown {
             fd,
             uid: st.st_uid,
@@ -708,7 +700,7 @@ impl Namespace {
             (Some(p), Some(n)) => (p, n),
             _ => bail!("{} is not a file path", dest.display()),
         };
-        let dir = self.dir_or_root(parent)?;
+        let dir = self.mkdir(parent, 0o755)?;
         self.check_writable(dir.as_fd(), dest)?;
         let fd = rustix::fs::openat(
             &dir,
@@ -723,18 +715,11 @@ impl Namespace {
             )
         })?;
         if let Some(o) = owner {
-            rustix::fs::fchown(&fd, Some(Uid::from_raw(o.uid)), Some(Gid::from_raw(o.gid)))?;
+            chown_to(fd.as_fd(), o)?;
         }
         // Make the mode exact whatever the umask.
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
         Ok(std::fs::File::from(fd))
-    }
-
-    fn dir_or_root(&self, dest: &Path) -> anyhow::Result<OwnedFd> {
-        let h = self.mkdir(dest, 0o755)?;
-        // An O_PATH handle is enough for openat.
-        let fd: OwnedFd = h.into();
-        Ok(fd)
     }
 
     fn tmpfs(&mut self, dest: &Path, options: &TmpfsOptions, copy_up: bool) -> anyhow::Result<()> {
