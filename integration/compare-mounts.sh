@@ -24,10 +24,10 @@ for mode in hook always; do
   fi
   state=$(osh_wait_running "$id" 180) || true
   echo "== $mode: systemctl is-system-running: $state"
-  podman exec "$id" findmnt -l -n -o TARGET,FSTYPE,OPTIONS |
+  osh_bounded podman exec "$id" findmnt -l -n -o TARGET,FSTYPE,OPTIONS |
     grep -E '^(/run|/run/lock|/tmp|/var/log/journal[^ ]*|/etc/machine-id|/sys/fs/cgroup[^ ]*) ' |
     sed -E 's/,(relatime|seclabel|discard|resv_strict|resuid=[0-9]+|resgid=[0-9]+)//g; s/libpod-([0-9a-f]{12})[0-9a-f]{52}/libpod-\1…/g' |
     awk '{printf "  %-58s %-8s %s\n", $1, $2, $3}'
-  podman rm -f -t 10 "$id" >/dev/null
+  osh_bounded podman rm -f -t 10 "$id" >/dev/null
   rm -rf "/var/log/journal/${id:0:32}"
 done

@@ -70,7 +70,7 @@ osh_podman_run() {
 }
 
 # osh_exec CMD...: runs CMD in the container.
-osh_exec() { podman exec "$CID" "$@"; }
+osh_exec() { osh_bounded podman exec "$CID" "$@"; }
 
 # osh_assert_booted: systemd reaches running; degraded only when no failed
 # unit is about the container setup (mounts, cgroups, journal, machine-id).
@@ -140,7 +140,7 @@ osh_mount() { osh_exec findmnt -n -o FSTYPE,OPTIONS --mountpoint "$1" | tail -n 
 osh_stop() {
   local t0 t1 code
   t0=$(osh_now)
-  podman stop -t 10 "$CID" >/dev/null
+  osh_bounded podman stop -t 10 "$CID" >/dev/null
   t1=$(osh_now)
   STOP_SECONDS=$(osh_elapsed "$t0" "$t1")
   code=$(podman inspect -f '{{.State.ExitCode}}' "$CID")

@@ -23,13 +23,22 @@ osh_hooks_dir() {
     "$OSH_ROOT/hooks.d/oci-systemd-hook.json" > "$1/oci-systemd-hook.json"
 }
 
+# Hang guard for one podman or runc command that talks to a running
+# container (exec, stop, wait): a command that hangs (seen under QEMU TCG)
+# fails the case after OSH_CMD_TIMEOUT seconds instead of stalling the whole
+# suite. Not a timing check: legitimate calls take seconds.
+OSH_CMD_TIMEOUT=${OSH_CMD_TIMEOUT:-180}
+
+# osh_bounded CMD...: CMD under the hang guard; exit 124 when it hung.
+osh_bounded() { timeout -k 10 "$OSH_CMD_TIMEOUT" "$@"; }
+
 # osh_wait_running ID [SECONDS]: polls systemctl is-system-running inside the
 # container until it settles; prints the last state; fails on timeout or when
 # the container is gone.
 osh_wait_running() {
   local id=$1 limit=${2:-90} state="" i
   for ((i = 0; i < limit * 2; i++)); do
-    state=$(podman exec "$id" systemctl is-system-running 2>/dev/null) || true
+    state=$(osh_bounded podman exec "$id" systemctl is-system-running 2>/dev/null) || true
     case "$state" in
       running | degraded) echo "$state"; return 0 ;;
     esac

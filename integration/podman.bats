@@ -87,7 +87,7 @@ boot_case() {
   # Without the hook's mounts systemd cannot boot (ENVIRONMENT.md: "Failed to
   # mount tmpfs at /run") and exits; the hook itself succeeded, or podman run
   # would have failed.
-  podman wait "$CID" >/dev/null
+  osh_bounded podman wait "$CID" >/dev/null
   [ "$(podman inspect -f '{{.State.ExitCode}}' "$CID")" != 0 ]
   [ ! -e "/var/log/journal/$MID" ]
   [ ! -e "$BATS_TEST_TMPDIR/off/upper/etc/machine-id" ]

@@ -18,7 +18,7 @@ setup() {
 }
 
 # The shared checks run commands through osh_exec: here that is runc exec.
-osh_exec() { runc exec "$ID" "$@"; }
+osh_exec() { osh_bounded runc exec "$ID" "$@"; }
 
 teardown() {
   runc delete --force "$ID" >/dev/null 2>&1 || true
@@ -81,13 +81,13 @@ run_and_check() {
     || { echo "runc run failed:" >&2; cat "$BATS_TEST_TMPDIR/console.log" >&2; return 1; }
   state=""
   for ((i = 0; i < 180; i++)); do
-    state=$(runc exec "$ID" systemctl is-system-running 2>/dev/null) || true
+    state=$(osh_bounded runc exec "$ID" systemctl is-system-running 2>/dev/null) || true
     [ "$state" = running ] || [ "$state" = degraded ] && break
     sleep 0.5
   done
   t1=$(osh_now)
   echo "state=$state" >&2
-  runc exec "$ID" systemctl --failed --no-legend >&2 || true
+  osh_bounded runc exec "$ID" systemctl --failed --no-legend >&2 || true
   [ "$state" = running ]
   osh_check_inside "$1"
   journalctl -D "/var/log/journal/$MID" --no-pager | grep -q 'Startup finished\|Reached target.*Multi-User'

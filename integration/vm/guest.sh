@@ -125,14 +125,22 @@ main() {
     esac
     echo "OSH-VM: run $name start uptime=$(now)"
     t0=$(now)
+    # Hang guards: a bats case that hangs fails after BATS_TEST_TIMEOUT, a
+    # whole run after run_timeout, and the process tree at that moment is
+    # kept (and shown on the console) as the evidence of what hung.
     if [ -z "$file" ]; then
       # The mount table with the hook next to podman --systemd=always.
-      OSH_ROOTFS=$rootfs "$work/integration/compare-mounts.sh" 2>&1 | tee "$out/$name.txt"
+      OSH_ROOTFS=$rootfs timeout -k 15 "$run_timeout" "$work/integration/compare-mounts.sh" 2>&1 | tee "$out/$name.txt"
     else
-      OSH_ROOTFS=$rootfs OSH_RUNTIME=$rt bats --tap --timing ${filter:+--filter "$filter"} \
+      OSH_ROOTFS=$rootfs OSH_RUNTIME=$rt BATS_TEST_TIMEOUT=$case_timeout \
+        timeout -k 15 "$run_timeout" bats --tap --timing ${filter:+--filter "$filter"} \
         "$work/integration/$file" 2>&1 | tee "$out/$name.tap"
     fi
     rc=${PIPESTATUS[0]}
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+      echo "OSH-VM: ERROR run $name did not finish within $run_timeout s; processes left:"
+      ps -eo pid,stat,etimes,wchan:24,args --forest | grep -v '\[.*\]$' | tee "$out/$name.hang-ps.txt"
+    fi
     t1=$(now)
     echo "$rc" > "$out/$name.rc"
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", b - a }' > "$out/$name.seconds"
@@ -155,18 +163,40 @@ main() {
   return 0
 }
 
+# finish RC: the results onto the output disk, then power off at once.
+finish() {
+  local rc=$1
+  echo "$rc" > "$out/guest.rc"
+  echo "$t_start $(now)" > "$out/uptime-span"
+  journalctl -b --no-pager > "$out/guest-journal.txt" 2>&1
+  # The results disk: a plain tar the host reads back with `tar -xf`.
+  ps -eo pid,stat,cgroup:80,args --forest > "$out/guest-ps.txt" 2>&1
+  tar -cf /dev/vdc -C "$out" . && sync
+  echo "OSH-VM: RESULT rc=$rc"
+  # Power off now rather than through the unit's SuccessAction: a clean
+  # shutdown can hang on what a failed case left behind (seen on unified: the
+  # unit never finished), and the results are written and synced already.
+  sync
+  systemctl poweroff -ff
+}
+
+# Per-case, per-run and whole-suite limits (seconds). They only bound hangs:
+# a quiet run takes ~30 s a case, ~70 s a run, ~200 s a suite.
+case_timeout=${OSH_VM_CASE_TIMEOUT:-300}
+run_timeout=${OSH_VM_RUN_TIMEOUT:-420}
+guest_deadline=${OSH_VM_GUEST_DEADLINE:-1000}
+
 t_start=$(now)
+# The watchdog: if the suite is still running at the deadline, record the
+# process tree and come back with what there is, rather than leaving run.sh
+# to kill a silent VM.
+(
+  sleep "$guest_deadline"
+  echo "OSH-VM: ERROR the suite is still running after $guest_deadline s; processes:"
+  ps -eo pid,stat,etimes,wchan:24,args --forest | grep -v '\[.*\]$' | tee "$out/watchdog-ps.txt"
+  echo watchdog > "$out/error"
+  finish 124
+) &
 main 2>&1 | tee "$out/guest.log"
 rc=${PIPESTATUS[0]}
-echo "$rc" > "$out/guest.rc"
-echo "$t_start $(now)" > "$out/uptime-span"
-journalctl -b --no-pager > "$out/guest-journal.txt" 2>&1
-# The results disk: a plain tar the host reads back with `tar -xf`.
-ps -eo pid,stat,cgroup:80,args --forest > "$out/guest-ps.txt" 2>&1
-tar -cf /dev/vdc -C "$out" . && sync
-echo "OSH-VM: RESULT rc=$rc"
-# Power off now rather than through the unit's SuccessAction: a clean
-# shutdown can hang on what a failed case left behind (seen on unified: the
-# unit never finished), and the results are written and synced already.
-sync
-systemctl poweroff -ff
+finish "$rc"

@@ -24,7 +24,7 @@
 #   OSH_VM_FILTER         bats --filter (default "cgroupns": the host and private
 #                         cgroupns boot cases of podman.bats and runc.bats; empty
 #                         for the whole suite, slow under TCG)
-#   OSH_VM_TIMEOUT        seconds one VM may take before it is killed (default 1200)
+#   OSH_VM_TIMEOUT        seconds one VM may take before it is killed (default 1100; the guest's own watchdog ends the suite at 1000 s)
 #   OSH_VM_MEM, OSH_VM_CPUS  guest size (default 4096 MiB, 2)
 #   OSH_VM_ACCEL          kvm or tcg: skip the probe
 #   OSH_VM_LOGS           where serial logs and results are kept (default target/vm-integration)
@@ -36,7 +36,7 @@ cache=${OSH_VM_CACHE:-/var/cache/oci-systemd-hook/vm}
 layouts=${OSH_VM_LAYOUTS:-unified hybrid legacy}
 runs=${OSH_VM_RUNS:-podman-crun podman-runc runc compare}
 filter=${OSH_VM_FILTER-cgroupns}
-vm_timeout=${OSH_VM_TIMEOUT:-1200}
+vm_timeout=${OSH_VM_TIMEOUT:-1100}
 mem=${OSH_VM_MEM:-4096}
 cpus=${OSH_VM_CPUS:-2}
 logs=${OSH_VM_LOGS:-$root/target/vm-integration}
@@ -167,6 +167,10 @@ run_layout() {
 OSH_VM_LAYOUT=$layout
 OSH_VM_RUNS='$runs'
 OSH_VM_FILTER='$filter'
+OSH_VM_CASE_TIMEOUT=${OSH_VM_CASE_TIMEOUT:-300}
+OSH_VM_RUN_TIMEOUT=${OSH_VM_RUN_TIMEOUT:-420}
+OSH_VM_GUEST_DEADLINE=${OSH_VM_GUEST_DEADLINE:-1000}
+OSH_VM_USERNS=${OSH_VM_USERNS:-1}
 EOF
   tar -cf "$in" -C "$root" integration hooks.d -C "$work/stage" target \
     -C "$work/$layout-params" vm-params
@@ -257,7 +261,19 @@ declare -A status boot suite vmtime
 fail=0
 for layout in $layouts; do
   layout_args "$layout" >/dev/null
-  if run_layout "$layout"; then
+  retried=""
+  if ! run_layout "$layout"; then
+    # No results at all: the guest itself stopped (its watchdog and the
+    # per-case limits did not get to write anything), which is the emulator
+    # or the guest kernel, not a case. Keep that evidence and boot once more;
+    # the summary says so. A case that fails or hangs inside the guest comes
+    # back with results and is never retried.
+    mv "$logs/$layout" "$logs/$layout-attempt1"
+    log "$layout: the guest did not come back; booting it once more (first attempt's logs: $logs/$layout-attempt1)"
+    retried=" (second boot; the first did not come back: $logs/$layout-attempt1)"
+    run_layout "$layout" || retried="$retried; the second did not either"
+  fi
+  if [ -f "$logs/$layout/results/guest.rc" ]; then
     ok=1
     [ "$(cat "$logs/$layout/results/guest.rc")" = 0 ] || ok=0
     for name in $(cat "$logs/$layout/results/runs" 2>/dev/null || echo "$runs"); do
@@ -268,6 +284,7 @@ for layout in $layouts; do
     status[$layout]="FAIL (guest did not come back)"
     fail=1
   fi
+  status[$layout]+=$retried
   boot[$layout]=$BOOT_S suite[$layout]=$SUITE_S vmtime[$layout]=$VM_S
   log "$layout: ${status[$layout]} (guest up after ${BOOT_S} s, suite ${SUITE_S} s, VM ${VM_S} s)"
 done
@@ -284,6 +301,20 @@ for layout in $layouts; do
       "$logs/$layout/results/guest.log" |
       awk '{ printf "  guest clock: multi-user.target reached at %.1f s, suite started at %.1f s\n", $2 / 1e6, $1 }'
     summarize "$layout"
+  fi
+  if [ "${status[$layout]}" != PASS ] || [ -d "$logs/$layout-attempt1" ]; then
+    # The evidence where CI's log tail shows it: what hung, and how the
+    # console ended.
+    for f in "$logs/$layout"/results/*hang-ps.txt "$logs/$layout/results/watchdog-ps.txt"; do
+      [ -f "$f" ] || continue
+      echo "  processes when ${f##*/} was taken:"
+      grep -v 'bash /var/lib/osh-vm\|ps -eo\|grep -v\|tee ' "$f" | sed 's/^/    /'
+    done
+    for f in "$logs/$layout-attempt1/serial.log" "$logs/$layout/serial.log"; do
+      [ -f "$f" ] || continue
+      echo "  last lines of $f:"
+      tr -d '\r' < "$f" | tail -n 30 | sed 's/^/    /'
+    done
   fi
   echo "  logs: $logs/$layout"
 done
