@@ -500,7 +500,9 @@ impl Namespace {
                 ..
             } => {
                 let Some(source) = source else {
-                    log::warn!("{action}: skipped, its host directory could not be made");
+                    log::info!(
+                        "{action}: skipped, its host directory was not made (see the warning above)"
+                    );
                     return Ok(());
                 };
                 let dir = mounts::is_dir(source.as_fd())?;

@@ -109,9 +109,10 @@ main() {
   podman version --format '{{.Client.Version}}' | sed 's/^/podman /'
   crun --version | head -n 1; runc --version | head -n 1; bats --version
 
-  # User namespaces need the unified layout (userns.bats says why).
+  # User namespaces and rootless podman need the unified layout (userns.bats
+  # and rootless.bats say why).
   runs=$OSH_VM_RUNS
-  if [ "$layout" = unified ] && [ "${OSH_VM_USERNS:-1}" = 1 ]; then runs="$runs userns"; fi
+  if [ "$layout" = unified ] && [ "${OSH_VM_USERNS:-1}" = 1 ]; then runs="$runs userns rootless"; fi
   echo "$runs" > "$out/runs"
   for name in $runs; do
     filter=${OSH_VM_FILTER:-}
@@ -120,6 +121,7 @@ main() {
       podman-runc) rt=runc file=podman.bats ;;
       runc) rt=runc file=runc.bats ;;
       userns) rt=crun file=userns.bats filter= ;;
+      rootless) rt=crun file=rootless.bats filter= ;;
       compare) rt=crun file= ;;
       *) echo "OSH-VM: unknown run $name"; return 1 ;;
     esac
@@ -153,7 +155,7 @@ main() {
     echo "OSH-VM: collecting evidence for the failures"
     for name in $runs; do
       [ "$(cat "$out/$name.rc")" = 0 ] && continue
-      case "$name" in userns | compare) continue ;; esac
+      case "$name" in userns | rootless | compare) continue ;; esac
       case "$name" in podman-crun) rt=crun ;; *) rt=runc ;; esac
       [ -d "$out/diag-$rt-host" ] || { diag_podman "$rt" host; diag_podman "$rt" private; }
     done

@@ -25,7 +25,8 @@
 #                         cgroupns boot cases of podman.bats and runc.bats; empty
 #                         for the whole suite, slow under TCG)
 #   OSH_VM_TIMEOUT        seconds one VM may take before it is killed (default 1100; the guest's own watchdog ends the suite at 1000 s)
-#   OSH_VM_MEM, OSH_VM_CPUS  guest size (default 4096 MiB, 2)
+#   OSH_VM_MEM, OSH_VM_CPUS  guest size (default 4096 MiB; 2 vCPUs with KVM, 1
+#                         under TCG, see below)
 #   OSH_VM_ACCEL          kvm or tcg: skip the probe
 #   OSH_VM_LOGS           where serial logs and results are kept (default target/vm-integration)
 set -euo pipefail
@@ -38,7 +39,7 @@ runs=${OSH_VM_RUNS:-podman-crun podman-runc runc compare}
 filter=${OSH_VM_FILTER-cgroupns}
 vm_timeout=${OSH_VM_TIMEOUT:-1100}
 mem=${OSH_VM_MEM:-4096}
-cpus=${OSH_VM_CPUS:-2}
+cpus=${OSH_VM_CPUS:-}
 logs=${OSH_VM_LOGS:-$root/target/vm-integration}
 
 log() { printf 'vm: %s\n' "$*" >&2; }
@@ -122,6 +123,16 @@ case "${OSH_VM_ACCEL:-}" in
   tcg) accel=(-accel tcg,thread=multi -cpu max) ;;
   *) if probe_kvm; then accel=(-accel kvm -cpu host); else accel=(-accel tcg,thread=multi -cpu max); fi ;;
 esac
+# One vCPU under TCG. With two (multi-threaded TCG, QEMU 7.2) a guest hung
+# for good, 1 run in 4 here and once in CI, on the v1 layouts: both vCPUs
+# spun in get_signal at a jump-label site being live-patched (int3 at
+# get_signal+0xa0, soft lockups on both CPUs, RCU stalls; the serial log of
+# such a run is the evidence): cross-modifying code on two TCG vCPUs that
+# did not recover (which static key was flipped is not known; the v1
+# freezer's is a candidate). One vCPU executes such a patch alone.
+if [ -z "$cpus" ]; then
+  if [ "${accel[1]}" = kvm ]; then cpus=2; else cpus=1; fi
+fi
 
 layout_args() {
   case "$1" in
