@@ -130,6 +130,28 @@ osh_check_inside() {
   [ -n "$virt" ] && [ "$virt" != none ] || { echo "systemd-detect-virt: '$virt'" >&2; return 1; }
 }
 
+# osh_check_selinux: where SELinux is enabled on the host (the Fedora
+# Vagrant run), every tmpfs the hook mounted carries the container's mount
+# label as its context, and so does the host journal directory. Where it is
+# not enabled the hook sets no context, and this checks that instead.
+osh_check_selinux() {
+  local label m opts
+  label=$(podman inspect -f '{{.MountLabel}}' "$CID")
+  for m in /run /run/lock /tmp; do
+    opts=$(osh_mount "$m")
+    if [ -e /sys/fs/selinux/enforce ] && [ -n "$label" ]; then
+      [[ "$opts" == *context=\"$label\"* || "$opts" == *context=$label* ]] \
+        || { echo "$m: no context=$label in $opts" >&2; return 1; }
+    else
+      [[ "$opts" != *context=* ]] || { echo "$m: context without SELinux: $opts" >&2; return 1; }
+    fi
+  done
+  if [ -e /sys/fs/selinux/enforce ] && [ -n "$label" ]; then
+    [ "$(stat -c %C "/var/log/journal/$MID")" = "$label" ] \
+      || { echo "journal dir label $(stat -c %C "/var/log/journal/$MID"), want $label" >&2; return 1; }
+  fi
+}
+
 # osh_mount TARGET: "FSTYPE OPTIONS" of the topmost mount at TARGET inside.
 osh_mount() { osh_exec findmnt -n -o FSTYPE,OPTIONS --mountpoint "$1" | tail -n 1; }
 
@@ -162,4 +184,23 @@ osh_teardown() {
     mountpoint -q "$m" 2>/dev/null && umount "$m"
   done
   return 0
+}
+
+# osh_save_subids / osh_restore_subids: /etc/subuid and /etc/subgid as they
+# were before a file's tests added entries (absent files are removed again).
+osh_save_subids() {
+  local f
+  for f in /etc/subuid /etc/subgid; do
+    if [ -e "$f" ]; then cp -a "$f" "$BATS_FILE_TMPDIR/${f##*/}.orig"; fi
+  done
+}
+osh_restore_subids() {
+  local f
+  for f in /etc/subuid /etc/subgid; do
+    if [ -e "$BATS_FILE_TMPDIR/${f##*/}.orig" ]; then
+      cp -a "$BATS_FILE_TMPDIR/${f##*/}.orig" "$f"
+    else
+      rm -f "$f"
+    fi
+  done
 }

@@ -25,6 +25,7 @@ boot_case() {
   osh_assert_booted
   t1=$(osh_now)
   osh_check_inside "$1"
+  osh_check_selinux
   [[ "$(osh_mount /tmp)" == *size=262144k* ]]   # half of --memory 512m
 
   # The host sees this boot in the container's journal.

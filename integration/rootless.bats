@@ -21,10 +21,7 @@ setup_file() {
   command -v newuidmap >/dev/null || { echo "rootless.bats needs newuidmap (package uidmap)" >&2; return 1; }
   id "$OSH_RL_USER" >/dev/null 2>&1 && { echo "user $OSH_RL_USER exists already; refusing to reuse it" >&2; return 1; }
 
-  local f
-  for f in /etc/subuid /etc/subgid; do
-    if [ -e "$f" ]; then cp -a "$f" "$BATS_FILE_TMPDIR/${f##*/}.orig"; fi
-  done
+  osh_save_subids
   useradd --create-home --shell /bin/sh "$OSH_RL_USER"
   echo "$OSH_RL_USER:700000:65536" >> /etc/subuid
   echo "$OSH_RL_USER:700000:65536" >> /etc/subgid
@@ -72,14 +69,7 @@ teardown_file() {
     pkill -9 -u "$OSH_RL_USER" 2>/dev/null || true
     userdel --remove "$OSH_RL_USER" 2>/dev/null || true
   fi
-  local f
-  for f in /etc/subuid /etc/subgid; do
-    if [ -e "$BATS_FILE_TMPDIR/${f##*/}.orig" ]; then
-      cp -a "$BATS_FILE_TMPDIR/${f##*/}.orig" "$f"
-    else
-      rm -f "$f"
-    fi
-  done
+  osh_restore_subids
 }
 
 teardown() { osh_teardown; }

@@ -16,23 +16,16 @@ setup_file() {
   tar -C "$OSH_ROOTFS" -c . | podman import -q - localhost/osh-userns:latest >/dev/null
   # --userns=auto takes its ranges from the subordinate ids of the user
   # "containers"; give it some for this file and put the files back after.
+  osh_save_subids
   local f
   for f in /etc/subuid /etc/subgid; do
-    if [ -e "$f" ]; then cp -a "$f" "$BATS_FILE_TMPDIR/${f##*/}.orig"; fi
     grep -q '^containers:' "$f" 2>/dev/null || echo "containers:300000:300000" >> "$f"
   done
 }
 
 teardown_file() {
   podman rmi -f localhost/osh-userns:latest >/dev/null 2>&1 || true
-  local f
-  for f in /etc/subuid /etc/subgid; do
-    if [ -e "$BATS_FILE_TMPDIR/${f##*/}.orig" ]; then
-      cp -a "$BATS_FILE_TMPDIR/${f##*/}.orig" "$f"
-    else
-      rm -f "$f"
-    fi
-  done
+  osh_restore_subids
 }
 teardown() { osh_teardown; }
 

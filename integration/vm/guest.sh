@@ -109,10 +109,9 @@ main() {
   podman version --format '{{.Client.Version}}' | sed 's/^/podman /'
   crun --version | head -n 1; runc --version | head -n 1; bats --version
 
-  # User namespaces and rootless podman need the unified layout (userns.bats
-  # and rootless.bats say why).
+  # run.sh asks for userns and rootless on the unified layout only
+  # (userns.bats and rootless.bats say why).
   runs=$OSH_VM_RUNS
-  if [ "$layout" = unified ] && [ "${OSH_VM_USERNS:-1}" = 1 ]; then runs="$runs userns rootless"; fi
   echo "$runs" > "$out/runs"
   for name in $runs; do
     filter=${OSH_VM_FILTER:-}

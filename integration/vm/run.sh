@@ -12,15 +12,16 @@
 # (target/release), integration/, hooks.d/ and vm-params; the image's
 # osh-vm.service runs integration/vm/guest.sh from it after multi-user.target,
 # which writes its results as a tar onto disk 3 and powers the VM off.
-# One VM at a time. KVM only when a probe boots a kernel fast, else TCG.
+# On the unified layout a second VM, unified-userns, runs the user namespace
+# and rootless files (userns.bats, rootless.bats). Under TCG two VMs run at a
+# time, one vCPU each. KVM only when a probe boots a kernel fast, else TCG.
 #
 # Environment (all optional):
 #   OSH_VM_LAYOUTS        layouts to run (default "unified hybrid legacy")
 #   OSH_VM_RUNS           suite runs per guest: podman-crun (podman.bats, crun),
-#                         podman-runc (podman.bats, runc), runc (runc.bats); default
-#                         all three. Three layouts under TCG: ~10 min on a quiet
-#                         machine (~18 min while it compiles); "podman-crun runc"
-#                         takes ~6.5 min
+#                         podman-runc (podman.bats, runc), runc (runc.bats),
+#                         compare (compare-mounts.sh); default all four
+#   OSH_VM_USERNS         0: no unified-userns VM (default 1)
 #   OSH_VM_FILTER         bats --filter (default "cgroupns": the host and private
 #                         cgroupns boot cases of podman.bats and runc.bats; empty
 #                         for the whole suite, slow under TCG)
@@ -28,6 +29,7 @@
 #   OSH_VM_MEM, OSH_VM_CPUS  guest size (default 4096 MiB; 2 vCPUs with KVM, 1
 #                         under TCG, see below)
 #   OSH_VM_ACCEL          kvm or tcg: skip the probe
+#   OSH_VM_PARALLEL       layouts booted at once (default 2 with one vCPU, else 1)
 #   OSH_VM_LOGS           where serial logs and results are kept (default target/vm-integration)
 set -euo pipefail
 
@@ -76,12 +78,16 @@ mkdir -p "$cache"
 work=$(mktemp -d "$cache/run.XXXXXX")
 qemu_pid=""
 cleanup() {
-  if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
-    kill "$qemu_pid" 2>/dev/null || true
+  local f pid
+  # QEMUs the layout jobs started (each writes its pid file).
+  for f in "$work"/*.qemu-pid; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f")
+    kill "$pid" 2>/dev/null || true
     sleep 1
-    kill -9 "$qemu_pid" 2>/dev/null || true
-    wait "$qemu_pid" 2>/dev/null || true
-  fi
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -133,9 +139,21 @@ esac
 if [ -z "$cpus" ]; then
   if [ "${accel[1]}" = kvm ]; then cpus=2; else cpus=1; fi
 fi
+parallel=${OSH_VM_PARALLEL:-$(( cpus == 1 ? 2 : 1 ))}
+
+# The VMs: one per layout, and unified-userns next to unified.
+vms=""
+for layout in $layouts; do
+  vms+=" $layout"
+  if [ "$layout" = unified ] && [ "${OSH_VM_USERNS:-1}" != 0 ]; then vms+=" unified-userns"; fi
+done
+
+# vm_layout VM: the cgroup layout a VM boots; vm_runs VM: the suite runs in it.
+vm_layout() { echo "${1%-userns}"; }
+vm_runs() { if [ "$1" = unified-userns ]; then echo "userns rootless"; else echo "$runs"; fi; }
 
 layout_args() {
-  case "$1" in
+  case "$(vm_layout "$1")" in
     unified) echo "systemd.unified_cgroup_hierarchy=1" ;;
     hybrid) echo "systemd.unified_cgroup_hierarchy=0" ;;
     legacy) echo "systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=1" ;;
@@ -175,13 +193,12 @@ run_layout() {
 
   qemu-img create -q -f qcow2 -F raw -b "$image/root.img" "$overlay"
   cat > "$work/$layout-params/vm-params" <<EOF
-OSH_VM_LAYOUT=$layout
-OSH_VM_RUNS='$runs'
+OSH_VM_LAYOUT=$(vm_layout "$layout")
+OSH_VM_RUNS='$(vm_runs "$layout")'
 OSH_VM_FILTER='$filter'
 OSH_VM_CASE_TIMEOUT=${OSH_VM_CASE_TIMEOUT:-300}
 OSH_VM_RUN_TIMEOUT=${OSH_VM_RUN_TIMEOUT:-420}
 OSH_VM_GUEST_DEADLINE=${OSH_VM_GUEST_DEADLINE:-1000}
-OSH_VM_USERNS=${OSH_VM_USERNS:-1}
 EOF
   tar -cf "$in" -C "$root" integration hooks.d -C "$work/stage" target \
     -C "$work/$layout-params" vm-params
@@ -199,6 +216,7 @@ EOF
     -drive "file=$out,format=raw,if=virtio" \
     </dev/null >"$d/qemu.out" 2>&1 &
   qemu_pid=$!
+  echo "$qemu_pid" > "$work/$layout.qemu-pid"
 
   # Follow the serial log: boot time at the guest's first marker, progress
   # lines (markers, TAP results, the suite's timing lines) as they come.
@@ -218,6 +236,7 @@ EOF
       kill -9 "$qemu_pid" 2>/dev/null || true
       wait "$qemu_pid" 2>/dev/null || true
       qemu_pid=""
+      rm -f "$work/$layout.qemu-pid"
       log "$layout: last lines of the serial log:"
       tr -d '\r' < "$serial" | tail -n 40 | sed 's/^/    /' >&2
       VM_S=$(elapsed "$t0")
@@ -229,6 +248,7 @@ EOF
   local qrc=0
   wait "$qemu_pid" || qrc=$?
   qemu_pid=""
+  rm -f "$work/$layout.qemu-pid"
   VM_S=$(elapsed "$t0")
   [ -n "$seen_start" ] && SUITE_S=$(( VM_S - seen_start ))
   if [ "$qrc" != 0 ]; then
@@ -248,7 +268,7 @@ EOF
 # summarize LAYOUT: pass/fail per case with the suite's timing lines.
 summarize() {
   local layout=$1 r=$logs/$1/results name rc
-  for name in $(cat "$r/runs" 2>/dev/null || echo "$runs"); do
+  for name in $(cat "$r/runs" 2>/dev/null || vm_runs "$layout"); do
     rc=$(cat "$r/$name.rc" 2>/dev/null || echo "?")
     printf '  %-12s rc=%s, %s s\n' "$name" "$rc" "$(cat "$r/$name.seconds" 2>/dev/null || echo '?')"
     if [ -f "$r/$name.txt" ]; then sed 's/^/    /' "$r/$name.txt"; fi
@@ -268,11 +288,10 @@ summarize() {
   if [ -f "$r/error" ]; then echo "  guest error: $(cat "$r/error")"; fi
 }
 
-declare -A status boot suite vmtime
-fail=0
-for layout in $layouts; do
-  layout_args "$layout" >/dev/null
-  retried=""
+# layout_job LAYOUT: one layout from boot to verdict, in a background job;
+# the verdict goes to $logs/LAYOUT.result for the summary.
+layout_job() {
+  local layout=$1 retried="" st ok name
   if ! run_layout "$layout"; then
     # No results at all: the guest itself stopped (its watchdog and the
     # per-case limits did not get to write anything), which is the emulator
@@ -287,23 +306,45 @@ for layout in $layouts; do
   if [ -f "$logs/$layout/results/guest.rc" ]; then
     ok=1
     [ "$(cat "$logs/$layout/results/guest.rc")" = 0 ] || ok=0
-    for name in $(cat "$logs/$layout/results/runs" 2>/dev/null || echo "$runs"); do
+    for name in $(cat "$logs/$layout/results/runs" 2>/dev/null || vm_runs "$layout"); do
       [ "$(cat "$logs/$layout/results/$name.rc" 2>/dev/null)" = 0 ] || ok=0
     done
-    if [ "$ok" = 1 ]; then status[$layout]=PASS; else status[$layout]=FAIL; fail=1; fi
+    if [ "$ok" = 1 ]; then st=PASS; else st=FAIL; fi
   else
-    status[$layout]="FAIL (guest did not come back)"
-    fail=1
+    st="FAIL (guest did not come back)"
   fi
-  status[$layout]+=$retried
-  boot[$layout]=$BOOT_S suite[$layout]=$SUITE_S vmtime[$layout]=$VM_S
-  log "$layout: ${status[$layout]} (guest up after ${BOOT_S} s, suite ${SUITE_S} s, VM ${VM_S} s)"
+  st+=$retried
+  log "$layout: $st (guest up after ${BOOT_S} s, suite ${SUITE_S} s, VM ${VM_S} s)"
+  printf 'status[%s]=%q\nboot[%s]=%q\nsuite[%s]=%q\nvmtime[%s]=%q\n' \
+    "$layout" "$st" "$layout" "$BOOT_S" "$layout" "$SUITE_S" "$layout" "$VM_S" > "$logs/$layout.result"
+}
+
+# VMs run side by side, OSH_VM_PARALLEL at a time: under TCG a guest has
+# one vCPU, so two guests use this machine's two cores.
+for layout in $vms; do layout_args "$layout" >/dev/null; done
+for layout in $vms; do
+  while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
+  layout_job "$layout" &
+  sleep 1
+done
+wait
+
+declare -A status boot suite vmtime
+fail=0
+for layout in $vms; do
+  if [ -f "$logs/$layout.result" ]; then
+    # shellcheck source=/dev/null
+    . "$logs/$layout.result"
+  else
+    status[$layout]="FAIL (no verdict)" boot[$layout]=- suite[$layout]=- vmtime[$layout]=-
+  fi
+  [ "${status[$layout]}" = PASS ] || [[ "${status[$layout]}" == "PASS (second boot"* ]] || fail=1
 done
 
 echo
 echo "=== oci-systemd-hook VM integration (${accel[*]}, ${mem} MiB, ${cpus} vCPUs)"
 echo "hook built from $hook_rev; cargo build ${t_cargo} s, image ${t_image} s ($image)"
-for layout in $layouts; do
+for layout in $vms; do
   echo
   echo "--- $layout: ${status[$layout]}"
   echo "  guest boot (QEMU start to suite start) ${boot[$layout]} s, suite + poweroff ${suite[$layout]} s, VM total ${vmtime[$layout]} s"
