@@ -140,7 +140,7 @@ osh_check_selinux() {
   for m in /run /run/lock /tmp; do
     opts=$(osh_mount "$m")
     if [ -e /sys/fs/selinux/enforce ] && [ -n "$label" ]; then
-      [[ "$opts" == *context=\"$label\"* || "$opts" == *context=$label* ]] \
+      [[ "$opts" == *"context=\"$label\""* || ",$opts," == *",context=$label,"* ]] \
         || { echo "$m: no context=$label in $opts" >&2; return 1; }
     else
       [[ "$opts" != *context=* ]] || { echo "$m: context without SELinux: $opts" >&2; return 1; }
@@ -187,19 +187,27 @@ osh_teardown() {
 }
 
 # osh_save_subids / osh_restore_subids: /etc/subuid and /etc/subgid as they
-# were before a file's tests added entries (absent files are removed again).
+# were before a file's tests added entries. Restore acts only after a save
+# (bats runs teardown_file even when setup_file failed early), and removes a
+# file only if the save found it absent.
 osh_save_subids() {
   local f
   for f in /etc/subuid /etc/subgid; do
-    if [ -e "$f" ]; then cp -a "$f" "$BATS_FILE_TMPDIR/${f##*/}.orig"; fi
+    if [ -e "$f" ]; then
+      cp -a "$f" "$BATS_FILE_TMPDIR/${f##*/}.orig"
+    else
+      touch "$BATS_FILE_TMPDIR/${f##*/}.absent"
+    fi
   done
+  touch "$BATS_FILE_TMPDIR/subids.saved"
 }
 osh_restore_subids() {
   local f
+  [ -f "$BATS_FILE_TMPDIR/subids.saved" ] || return 0
   for f in /etc/subuid /etc/subgid; do
     if [ -e "$BATS_FILE_TMPDIR/${f##*/}.orig" ]; then
       cp -a "$BATS_FILE_TMPDIR/${f##*/}.orig" "$f"
-    else
+    elif [ -e "$BATS_FILE_TMPDIR/${f##*/}.absent" ]; then
       rm -f "$f"
     fi
   done

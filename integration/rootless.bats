@@ -23,6 +23,8 @@ setup_file() {
 
   osh_save_subids
   useradd --create-home --shell /bin/sh "$OSH_RL_USER"
+  # teardown_file removes the user only when this file made it.
+  touch "$BATS_FILE_TMPDIR/user.created"
   echo "$OSH_RL_USER:700000:65536" >> /etc/subuid
   echo "$OSH_RL_USER:700000:65536" >> /etc/subgid
   uid=$(id -u "$OSH_RL_USER")
@@ -55,21 +57,30 @@ EOF
 }
 
 teardown_file() {
-  [ -n "${OSH_HOOKS:-}" ] && rm -rf "$OSH_HOOKS"
-  if id "$OSH_RL_USER" >/dev/null 2>&1; then
-    PATH="$BATS_FILE_TMPDIR/bin:$PATH" podman rm -af -t 0 >/dev/null 2>&1 || true
-    PATH="$BATS_FILE_TMPDIR/bin:$PATH" podman system reset -f >/dev/null 2>&1 || true
+  local rc=0 w=$BATS_FILE_TMPDIR/bin/podman i
+  case "${OSH_HOOKS:-}" in /tmp/osh-rootless-hooks.*) rm -rf "$OSH_HOOKS" ;; esac
+  if [ -f "$BATS_FILE_TMPDIR/user.created" ]; then
+    # The user's containers and storage, through the wrapper only (never
+    # root's podman).
+    if [ -x "$w" ]; then
+      osh_bounded "$w" rm -af -t 0 >/dev/null 2>&1 || true
+      osh_bounded "$w" system reset -f >/dev/null 2>&1 || true
+    fi
     loginctl disable-linger "$OSH_RL_USER" || true
     loginctl terminate-user "$OSH_RL_USER" 2>/dev/null || true
-    local i
     for ((i = 0; i < 60; i++)); do
       pgrep -u "$OSH_RL_USER" >/dev/null || break
       sleep 0.5
     done
     pkill -9 -u "$OSH_RL_USER" 2>/dev/null || true
-    userdel --remove "$OSH_RL_USER" 2>/dev/null || true
+    for ((i = 0; i < 20; i++)); do
+      pgrep -u "$OSH_RL_USER" >/dev/null || break
+      sleep 0.5
+    done
+    userdel --force --remove "$OSH_RL_USER" || { echo "cannot remove the test user $OSH_RL_USER" >&2; rc=1; }
   fi
   osh_restore_subids
+  return "$rc"
 }
 
 teardown() { osh_teardown; }

@@ -138,6 +138,12 @@ main() {
         "$work/integration/$file" 2>&1 | tee "$out/$name.tap"
     fi
     rc=${PIPESTATUS[0]}
+    # bats exits 0 when its filter matched nothing ("1..0"): a run that ran
+    # no case is a failure here.
+    if [ "$rc" = 0 ] && [ -n "$file" ] && ! grep -q '^1\.\.[1-9]' "$out/$name.tap"; then
+      echo "OSH-VM: ERROR run $name ran no case (bats filter '${filter:-}')"
+      rc=5
+    fi
     if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
       echo "OSH-VM: ERROR run $name did not finish within $run_timeout s; processes left:"
       ps -eo pid,stat,etimes,wchan:24,args --forest | grep -v '\[.*\]$' | tee "$out/$name.hang-ps.txt"
@@ -164,14 +170,20 @@ main() {
   return 0
 }
 
-# finish RC: the results onto the output disk, then power off at once.
+# finish RC [PID]: the results onto the output disk, then power off at once. The
+# normal end and the watchdog may both get here; the first one in writes
+# (mkdir is the lock), the other one waits for the power-off. Diagnostics
+# are bounded: they must not keep the results from being written.
 finish() {
-  local rc=$1
+  local rc=$1 other=${2:-}
+  mkdir /run/osh-vm-finish 2>/dev/null || exec sleep infinity
+  # The lock is ours: the watchdog (if it is the other one) stops here.
+  [ -n "$other" ] && kill "$other" 2>/dev/null
   echo "$rc" > "$out/guest.rc"
   echo "$t_start $(now)" > "$out/uptime-span"
-  journalctl -b --no-pager > "$out/guest-journal.txt" 2>&1
+  timeout 60 journalctl -b --no-pager > "$out/guest-journal.txt" 2>&1
   # The results disk: a plain tar the host reads back with `tar -xf`.
-  ps -eo pid,stat,cgroup:80,args --forest > "$out/guest-ps.txt" 2>&1
+  timeout 20 ps -eo pid,stat,cgroup:80,args --forest > "$out/guest-ps.txt" 2>&1
   tar -cf /dev/vdc -C "$out" . && sync
   echo "OSH-VM: RESULT rc=$rc"
   # Power off now rather than through the unit's SuccessAction: a clean
@@ -182,7 +194,8 @@ finish() {
 }
 
 # Per-case, per-run and whole-suite limits (seconds). They only bound hangs:
-# a quiet run takes ~30 s a case, ~70 s a run, ~200 s a suite.
+# on one TCG vCPU a podman case takes ~60-75 s, a run ~130-290 s, a suite
+# ~360-490 s.
 case_timeout=${OSH_VM_CASE_TIMEOUT:-300}
 run_timeout=${OSH_VM_RUN_TIMEOUT:-420}
 guest_deadline=${OSH_VM_GUEST_DEADLINE:-1000}
@@ -194,10 +207,11 @@ t_start=$(now)
 (
   sleep "$guest_deadline"
   echo "OSH-VM: ERROR the suite is still running after $guest_deadline s; processes:"
-  ps -eo pid,stat,etimes,wchan:24,args --forest | grep -v '\[.*\]$' | tee "$out/watchdog-ps.txt"
+  timeout 20 ps -eo pid,stat,etimes,wchan:24,args --forest | grep -v '\[.*\]$' | tee "$out/watchdog-ps.txt"
   echo watchdog > "$out/error"
   finish 124
 ) &
+watchdog=$!
 main 2>&1 | tee "$out/guest.log"
 rc=${PIPESTATUS[0]}
-finish "$rc"
+finish "$rc" "$watchdog"

@@ -25,7 +25,11 @@
 #   OSH_VM_FILTER         bats --filter (default "cgroupns": the host and private
 #                         cgroupns boot cases of podman.bats and runc.bats; empty
 #                         for the whole suite, slow under TCG)
-#   OSH_VM_TIMEOUT        seconds one VM may take before it is killed (default 1100; the guest's own watchdog ends the suite at 1000 s)
+#   OSH_VM_TIMEOUT        seconds from QEMU start to power-off before the host
+#                         kills QEMU (default OSH_VM_GUEST_DEADLINE + 240)
+#   OSH_VM_GUEST_DEADLINE, OSH_VM_RUN_TIMEOUT, OSH_VM_CASE_TIMEOUT
+#                         the guest's hang limits: suite watchdog (1000), one
+#                         run (420), one bats case (300)
 #   OSH_VM_MEM, OSH_VM_CPUS  guest size (default 4096 MiB; 2 vCPUs with KVM, 1
 #                         under TCG, see below)
 #   OSH_VM_ACCEL          kvm or tcg: skip the probe
@@ -39,7 +43,14 @@ cache=${OSH_VM_CACHE:-/var/cache/oci-systemd-hook/vm}
 layouts=${OSH_VM_LAYOUTS:-unified hybrid legacy}
 runs=${OSH_VM_RUNS:-podman-crun podman-runc runc compare}
 filter=${OSH_VM_FILTER-cgroupns}
-vm_timeout=${OSH_VM_TIMEOUT:-1100}
+# Hang limits, seconds. Guest side (guest.sh): one bats case, one run, the
+# whole suite (its watchdog then writes what there is and powers off). Host
+# side: QEMU start to power-off, past the guest's deadline by a boot and a
+# power-off.
+case_timeout=${OSH_VM_CASE_TIMEOUT:-300}
+run_timeout=${OSH_VM_RUN_TIMEOUT:-420}
+guest_deadline=${OSH_VM_GUEST_DEADLINE:-1000}
+vm_timeout=${OSH_VM_TIMEOUT:-$(( guest_deadline + 240 ))}
 mem=${OSH_VM_MEM:-4096}
 cpus=${OSH_VM_CPUS:-}
 logs=${OSH_VM_LOGS:-$root/target/vm-integration}
@@ -77,12 +88,15 @@ t_cargo=$(elapsed "$t")
 mkdir -p "$cache"
 work=$(mktemp -d "$cache/run.XXXXXX")
 qemu_pid=""
+job_pids=()
 cleanup() {
   local f pid
   # QEMUs the layout jobs started (each writes its pid file).
+  # The layout jobs first, so that none boots a VM after this.
+  if [ "${#job_pids[@]}" -gt 0 ]; then kill "${job_pids[@]}" 2>/dev/null || true; fi
   for f in "$work"/*.qemu-pid; do
     [ -f "$f" ] || continue
-    pid=$(cat "$f")
+    pid=$(cat "$f" 2>/dev/null) || continue
     kill "$pid" 2>/dev/null || true
     sleep 1
     kill -9 "$pid" 2>/dev/null || true
@@ -140,6 +154,7 @@ if [ -z "$cpus" ]; then
   if [ "${accel[1]}" = kvm ]; then cpus=2; else cpus=1; fi
 fi
 parallel=${OSH_VM_PARALLEL:-$(( cpus == 1 ? 2 : 1 ))}
+[[ "$parallel" =~ ^[1-9][0-9]*$ ]] || die "OSH_VM_PARALLEL=$parallel: want a count of VMs, 1 or more"
 
 # The VMs: one per layout, and unified-userns next to unified.
 vms=""
@@ -181,28 +196,31 @@ show_progress() {
 
 # run_layout LAYOUT: boots one VM, waits for it, reads the results back into
 # $logs/LAYOUT. Sets BOOT_S, SUITE_S, VM_S. Returns 0 when the guest came back
-# with results (whatever they say), 1 when it did not.
+# with results (whatever they say), 1 when it did not, 2 when the host could
+# not prepare the boot.
 run_layout() {
   local layout=$1 d=$logs/$1 serial overlay in out t0 now_s seen_start="" shown=0
   serial=$d/serial.log
   overlay=$work/$layout.qcow2
   in=$work/$layout-in.tar
   out=$work/$layout-out.img
-  mkdir -p "$d" "$work/$layout-params"
+  local timed_out=0
   BOOT_S="-" SUITE_S="-" VM_S="-"
 
-  qemu-img create -q -f qcow2 -F raw -b "$image/root.img" "$overlay"
-  cat > "$work/$layout-params/vm-params" <<EOF
-OSH_VM_LAYOUT=$(vm_layout "$layout")
-OSH_VM_RUNS='$(vm_runs "$layout")'
-OSH_VM_FILTER='$filter'
-OSH_VM_CASE_TIMEOUT=${OSH_VM_CASE_TIMEOUT:-300}
-OSH_VM_RUN_TIMEOUT=${OSH_VM_RUN_TIMEOUT:-420}
-OSH_VM_GUEST_DEADLINE=${OSH_VM_GUEST_DEADLINE:-1000}
-EOF
-  tar -cf "$in" -C "$root" integration hooks.d -C "$work/stage" target \
-    -C "$work/$layout-params" vm-params
-  truncate -s 256M "$out"
+  # A fresh set of disks each boot: a retry must never read the results of
+  # the attempt before it. These steps are the host's, so their failure is
+  # not the guest's (status 2, no second boot).
+  rm -f "$overlay" "$in" "$out"
+  {
+    mkdir -p "$d" "$work/$layout-params" &&
+      qemu-img create -q -f qcow2 -F raw -b "$image/root.img" "$overlay" &&
+      printf 'OSH_VM_LAYOUT=%q\nOSH_VM_RUNS=%q\nOSH_VM_FILTER=%q\nOSH_VM_CASE_TIMEOUT=%q\nOSH_VM_RUN_TIMEOUT=%q\nOSH_VM_GUEST_DEADLINE=%q\n' \
+        "$(vm_layout "$layout")" "$(vm_runs "$layout")" "$filter" "$case_timeout" "$run_timeout" "$guest_deadline" \
+        > "$work/$layout-params/vm-params" &&
+      tar -cf "$in" -C "$root" integration hooks.d -C "$work/stage" target \
+        -C "$work/$layout-params" vm-params &&
+      truncate -s 256M "$out"
+  } || { log "$layout: ERROR could not prepare the VM's disks in $work"; return 2; }
 
   log "$layout: booting ($(layout_args "$layout"); ${accel[*]}; serial log $serial)"
   t0=$(date +%s)
@@ -230,17 +248,12 @@ EOF
       show_progress "$layout" "$serial" 0
     fi
     if [ "$now_s" -ge "$vm_timeout" ]; then
-      log "$layout: ERROR the guest did not come back within $vm_timeout s: killing QEMU (pid $qemu_pid)"
+      log "$layout: ERROR the guest did not power off within $vm_timeout s: killing QEMU (pid $qemu_pid)"
       kill "$qemu_pid" 2>/dev/null || true
       sleep 2
       kill -9 "$qemu_pid" 2>/dev/null || true
-      wait "$qemu_pid" 2>/dev/null || true
-      qemu_pid=""
-      rm -f "$work/$layout.qemu-pid"
-      log "$layout: last lines of the serial log:"
-      tr -d '\r' < "$serial" | tail -n 40 | sed 's/^/    /' >&2
-      VM_S=$(elapsed "$t0")
-      return 1
+      timed_out=1
+      break
     fi
     sleep 2
   done
@@ -254,9 +267,12 @@ EOF
   if [ "$qrc" != 0 ]; then
     log "$layout: QEMU exited with $qrc: $(tr '\n' ' ' < "$d/qemu.out" | cut -c1-300)"
   fi
+  # Whatever the guest wrote, even when QEMU had to be killed (its watchdog
+  # may have written the results and then failed to power off).
   mkdir -p "$d/results"
   tar -xf "$out" -C "$d/results" 2>/dev/null || true
   rm -f "$overlay" "$in" "$out"
+  if [ "$timed_out" = 1 ]; then echo "the host killed QEMU after $VM_S s" > "$d/results/host-killed"; fi
   if [ ! -f "$d/results/guest.rc" ]; then
     log "$layout: ERROR the guest wrote no results (QEMU rc $qrc after $VM_S s); last lines of the serial log:"
     tr -d '\r' < "$serial" | tail -n 40 | sed 's/^/    /' >&2
@@ -291,8 +307,9 @@ summarize() {
 # layout_job LAYOUT: one layout from boot to verdict, in a background job;
 # the verdict goes to $logs/LAYOUT.result for the summary.
 layout_job() {
-  local layout=$1 retried="" st ok name
-  if ! run_layout "$layout"; then
+  local layout=$1 retried="" st ok name prc=0
+  run_layout "$layout" || prc=$?
+  if [ "$prc" = 1 ]; then
     # No results at all: the guest itself stopped (its watchdog and the
     # per-case limits did not get to write anything), which is the emulator
     # or the guest kernel, not a case. Keep that evidence and boot once more;
@@ -314,6 +331,7 @@ layout_job() {
     st="FAIL (guest did not come back)"
   fi
   st+=$retried
+  if [ -f "$logs/$layout/results/host-killed" ]; then st+=" (results written, but the guest did not power off: QEMU killed)"; fi
   log "$layout: $st (guest up after ${BOOT_S} s, suite ${SUITE_S} s, VM ${VM_S} s)"
   printf 'status[%s]=%q\nboot[%s]=%q\nsuite[%s]=%q\nvmtime[%s]=%q\n' \
     "$layout" "$st" "$layout" "$BOOT_S" "$layout" "$SUITE_S" "$layout" "$VM_S" > "$logs/$layout.result"
@@ -325,6 +343,7 @@ for layout in $vms; do layout_args "$layout" >/dev/null; done
 for layout in $vms; do
   while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
   layout_job "$layout" &
+  job_pids+=($!)
   sleep 1
 done
 wait
