@@ -146,8 +146,8 @@ fn pin_container(pid: i32) -> anyhow::Result<Container> {
     Ok(Container { mnt_ns, mnt_ns_ino })
 }
 
-fn prestart_inner(
-    plan: &Plan,
+fn prestart_inner<'a>(
+    plan: &'a Plan,
     pid: i32,
     rootfs: &Path,
     undo: &mut Vec<Undo>,
@@ -158,6 +158,15 @@ fn prestart_inner(
     // 2. Host side.
     let mut sources: Vec<Option<OwnedFd>> = Vec::with_capacity(plan.actions.len());
     let mut skipped_dirs: Vec<&Path> = Vec::new();
+    // The own cgroup is both delegated and bound: check its processes once.
+    let mut checked: Vec<&HostSource> = Vec::new();
+    let mut check_cgroup = |source: &'a HostSource| -> anyhow::Result<()> {
+        if !checked.contains(&source) {
+            check_cgroup_is_the_containers(source, &container)?;
+            checked.push(source);
+        }
+        Ok(())
+    };
     for action in &plan.actions {
         sources.push(match action {
             Action::HostDir {
@@ -183,7 +192,8 @@ fn prestart_inner(
                 files,
                 owner,
             } => {
-                delegate_cgroup(source, files, *owner, &container, undo)
+                check_cgroup(source)
+                    .and_then(|()| delegate_cgroup(source, files, *owner, undo))
                     .with_context(|| action.to_string())?;
                 None
             }
@@ -193,8 +203,7 @@ fn prestart_inner(
             } if skipped_dirs.contains(&p.as_path()) => None,
             Action::Bind { source, .. } => {
                 if matches!(source, HostSource::Beneath { .. }) {
-                    check_cgroup_is_the_containers(source, &container)
-                        .with_context(|| action.to_string())?;
+                    check_cgroup(source).with_context(|| action.to_string())?;
                 }
                 Some(open_host_source(source).with_context(|| action.to_string())?)
             }
@@ -392,18 +401,17 @@ fn check_cgroup_is_the_containers(
 
 /// Chowns the container's own cgroup directory and the given files in it
 /// (resolved beneath it, no symlinks) to `owner`; nothing else. The previous
-/// owners are recorded for the undo.
+/// owners are recorded for the undo. The caller has checked with
+/// [`check_cgroup_is_the_containers`] that the cgroup is the container's.
 fn delegate_cgroup(
     source: &HostSource,
     files: &[String],
     owner: Owner,
-    container: &Container,
     undo: &mut Vec<Undo>,
 ) -> anyhow::Result<()> {
     let HostSource::Beneath { base, path } = source else {
         bail!("a cgroup to delegate must be a path beneath its hierarchy");
     };
-    check_cgroup_is_the_containers(source, container)?;
     let dir = Root::open(base)?.resolve(path)?;
     let mut targets = vec![OwnedFd::from(dir)];
     for f in files {
