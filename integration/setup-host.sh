@@ -33,9 +33,16 @@ for n in "${needs[@]}"; do
   IFS=: read -r cmd deb rpm <<<"$n"
   command -v "$cmd" >/dev/null 2>&1 || { missing_deb+=("$deb"); missing_rpm+=("$rpm"); }
 done
-# netavark has no command on PATH; podman needs it (or CNI) as its network stack.
-if command -v dpkg-query >/dev/null 2>&1 && ! dpkg-query -W -f='${Status}' netavark 2>/dev/null | grep -q 'ok installed'; then
-  missing_deb+=(netavark)
+# Packages with no command of their own on PATH that podman and the tests
+# still need; apt's --no-install-recommends leaves them out, so each is
+# checked by name: netavark (podman's network stack), catatonit (podman
+# --init, "left alone: podman --init"), uidmap (newuidmap for --uidmap),
+# fuse-overlayfs, iptables (netavark's firewall driver).
+debs_by_name=(netavark catatonit uidmap fuse-overlayfs iptables)
+if command -v dpkg-query >/dev/null 2>&1; then
+  for deb in "${debs_by_name[@]}"; do
+    dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q 'ok installed' || missing_deb+=("$deb")
+  done
 fi
 
 if [ "${#missing_deb[@]}" -gt 0 ]; then
@@ -43,10 +50,10 @@ if [ "${#missing_deb[@]}" -gt 0 ]; then
     log "installing: ${missing_deb[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >&2
-    apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing_deb[@]}" uidmap fuse-overlayfs iptables >&2
+    apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing_deb[@]}" >&2
   elif command -v dnf >/dev/null 2>&1; then
     log "installing: ${missing_rpm[*]}"
-    dnf install -y "${missing_rpm[@]}" netavark >&2
+    dnf install -y "${missing_rpm[@]}" netavark catatonit >&2
   else
     die "no apt-get or dnf; install by hand: ${missing_deb[*]}"
   fi
