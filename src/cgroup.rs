@@ -121,7 +121,7 @@ pub fn v1_mount_point<'a>(
                     .get(key)
                     .is_some_and(|v| v.as_deref() == value)
         })
-        .map(|m| m.mount_point.clone())
+        .map(crate::facts::mount_point)
 }
 
 /// The mount point of the cgroup2 hierarchy whose mount root is its root.
@@ -129,7 +129,7 @@ pub fn v2_mount_point<'a>(mounts: impl IntoIterator<Item = &'a MountInfo>) -> Op
     mounts
         .into_iter()
         .find(|m| m.fs_type == "cgroup2" && m.root == "/")
-        .map(|m| m.mount_point.clone())
+        .map(crate::facts::mount_point)
 }
 
 /// Parses a memory limit file: v1 `memory.limit_in_bytes` (values at or above

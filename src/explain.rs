@@ -15,8 +15,8 @@ use anyhow::Context;
 
 use crate::config;
 use crate::decide::{Decision, decide};
-use crate::plan;
-use crate::run::host_facts;
+use crate::facts::{HostFacts, host_facts};
+use crate::plan::{self, SkipReason};
 
 /// Usage line for `explain`.
 pub const USAGE: &str = "usage: oci-systemd-hook explain --bundle DIR [--pid PID] [--id ID]";
@@ -88,6 +88,18 @@ pub fn id_from_bundle(bundle: &Path) -> String {
 /// # Errors
 /// config.json cannot be loaded, or host facts cannot be read.
 pub fn explain(args: &ExplainArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    write_explanation(args, out, || {
+        host_facts(args.pid).context("reading host facts")
+    })
+}
+
+/// [`explain`] with the host facts from `facts` (read only when the
+/// container is one to prepare).
+fn write_explanation(
+    args: &ExplainArgs,
+    out: &mut impl Write,
+    facts: impl FnOnce() -> anyhow::Result<HostFacts>,
+) -> anyhow::Result<()> {
     let bundle = std::path::absolute(&args.bundle)?;
     let config = config::load_with_process(&bundle)?;
     let id = args.id.clone().unwrap_or_else(|| id_from_bundle(&bundle));
@@ -115,7 +127,7 @@ pub fn explain(args: &ExplainArgs, out: &mut impl Write) -> anyhow::Result<()> {
         out,
         "decision: prepare for systemd, machine-id {machine_id}"
     )?;
-    let facts = host_facts(args.pid).context("reading host facts")?;
+    let facts = facts()?;
     write!(out, "host:     cgroup layout {}", facts.layout)?;
     match args.pid {
         Some(pid) => {
@@ -134,23 +146,42 @@ pub fn explain(args: &ExplainArgs, out: &mut impl Write) -> anyhow::Result<()> {
     }
     let pre = plan::prestart(&config, &facts, &id, &machine_id)?;
     writeln!(out, "prestart:")?;
-    for (i, a) in pre.actions.iter().enumerate() {
-        writeln!(out, "  {}. {a}", i + 1)?;
-    }
+    writeln!(out, "  on the host:")?;
+    numbered(out, "    ", &pre.host)?;
+    writeln!(out, "  in the container's mount namespace:")?;
+    numbered(out, "    ", &pre.container)?;
+    // Without a pid the container's cgroups are unknown: said above.
     for s in pre
         .skipped
         .iter()
-        .filter(|s| args.pid.is_some() || !s.starts_with("cgroups:"))
+        .filter(|s| args.pid.is_some() || !matches!(s.reason, SkipReason::NoCgroup(_)))
     {
         writeln!(out, "  skip: {s}")?;
     }
     let post = plan::poststop(&config, &machine_id);
     writeln!(out, "poststop:")?;
-    for (i, a) in post.actions.iter().enumerate() {
-        writeln!(out, "  {}. {a}", i + 1)?;
+    if !post.host.is_empty() {
+        writeln!(out, "  on the host:")?;
+        numbered(out, "    ", &post.host)?;
+    }
+    if !post.rootfs.is_empty() {
+        writeln!(out, "  on the rootfs:")?;
+        numbered(out, "    ", &post.rootfs)?;
     }
     for s in &post.skipped {
         writeln!(out, "  skip: {s}")?;
+    }
+    Ok(())
+}
+
+/// Writes `steps` one a line, numbered from 1, after `indent`.
+fn numbered(
+    out: &mut impl Write,
+    indent: &str,
+    steps: &[impl std::fmt::Display],
+) -> std::io::Result<()> {
+    for (i, s) in steps.iter().enumerate() {
+        writeln!(out, "{indent}{}. {s}", i + 1)?;
     }
     Ok(())
 }
@@ -196,6 +227,67 @@ mod tests {
             "abc"
         );
         assert_eq!(id_from_bundle(Path::new("/srv/bundles/web1")), "web1");
+    }
+
+    /// The one test of the explain text: the podman fixture on a hybrid
+    /// host, with and without a pid.
+    #[test]
+    fn golden_explain_text() {
+        use crate::cgroup::{ContainerCgroups, Layout};
+        let t = tempfile::tempdir().unwrap();
+        let bundle = t
+            .path()
+            .join("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/userdata");
+        std::fs::create_dir_all(&bundle).unwrap();
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/config/podman-4.3-systemd-false.json"
+            ),
+            bundle.join("config.json"),
+        )
+        .unwrap();
+        let cg = PathBuf::from("/libpod_parent/libpod-0123456789abcdef");
+        for (pid, golden) in [
+            (None, "podman-hybrid-no-pid.txt"),
+            (Some(42), "podman-hybrid-pid.txt"),
+        ] {
+            let facts = HostFacts {
+                layout: Layout::Hybrid,
+                cgroups: match pid {
+                    Some(_) => ContainerCgroups {
+                        systemd: Some(cg.clone()),
+                        memory: Some(cg.clone()),
+                        unified: Some(cg.clone()),
+                    },
+                    None => ContainerCgroups::default(),
+                },
+                systemd_mount: Some("/sys/fs/cgroup/systemd".into()),
+                unified_mount: Some("/sys/fs/cgroup/unified".into()),
+                cgroup_memory_limit: None,
+                journal_root: "/var/log/journal".into(),
+                selinux: false,
+                host_machine_id: None,
+            };
+            let args = ExplainArgs {
+                bundle: bundle.clone(),
+                pid,
+                id: None,
+            };
+            let mut out = Vec::new();
+            write_explanation(&args, &mut out, || Ok(facts)).unwrap();
+            let text = String::from_utf8(out)
+                .unwrap()
+                .replace(&bundle.display().to_string(), "<bundle>");
+            let path = format!(
+                "{}/tests/fixtures/explain/{golden}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            if std::env::var_os("OSH_BLESS").is_some() {
+                std::fs::write(&path, &text).unwrap();
+            }
+            assert_eq!(text, std::fs::read_to_string(&path).unwrap(), "{golden}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! oci-systemd-hook: an OCI hook that prepares a container so that systemd can
 //! run as its PID 1 without `--privileged`.
 //!
-//! Data flow: [`state`] + [`config`] + host facts ([`cgroup`]) →
+//! Data flow: [`state`] + [`config`] + host facts ([`facts`], [`cgroup`]) →
 //! [`decide`] → [`plan`] (pure) → [`apply`] (the only code that mounts) →
 //! exit code ([`run`]).
 
@@ -11,6 +11,7 @@ pub mod config;
 pub mod copyup;
 pub mod decide;
 pub mod explain;
+pub mod facts;
 pub mod log;
 pub mod machine_id;
 pub mod mounts;

@@ -66,27 +66,6 @@ pub fn private_file(contents: &[u8]) -> io::Result<OwnedFd> {
     )?)
 }
 
-/// A mountinfo entry's mount point with the kernel's octal escapes
-/// (`\040` space, `\011` tab, `\012` newline, `\134` backslash, from
-/// `seq_path`'s mangling in `fs/proc_namespace.c`) decoded: the real path.
-pub fn mount_point(m: &MountInfo) -> PathBuf {
-    use std::os::unix::ffi::{OsStrExt, OsStringExt};
-    let b = m.mount_point.as_os_str().as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = |c: u8| (b'0'..=b'7').contains(&c);
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| oct(*c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
-}
-
 /// A detached copy (bind) of the mount at the object `fd` refers to.
 pub fn clone_of(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(open_tree(
@@ -213,7 +192,7 @@ pub fn make_mount_point(base: BorrowedFd<'_>, rel: &Path, dir: bool) -> io::Resu
 /// paths relative to `dir`, sorted. `mounts` is a mount table of the
 /// namespace `dir` is a path in. Moving these moves everything below `dir`.
 pub fn top_submounts(mounts: &[MountInfo], dir: &Path) -> Vec<PathBuf> {
-    let points: Vec<PathBuf> = mounts.iter().map(mount_point).collect();
+    let points: Vec<PathBuf> = mounts.iter().map(crate::facts::mount_point).collect();
     let below: Vec<&Path> = points
         .iter()
         .map(PathBuf::as_path)
@@ -272,14 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn mountinfo_escapes_are_decoded() {
-        let m = MountInfo::from_line(
-            r"100 1 0:1 / /c/root\040fs/run/a\011b\012c\134d rw - tmpfs tmpfs rw",
-        )
-        .unwrap();
-        assert_eq!(mount_point(&m), PathBuf::from("/c/root fs/run/a\tb\nc\\d"));
-        let m = MountInfo::from_line(r"101 1 0:1 / /c/trailing\04 rw - tmpfs tmpfs rw").unwrap();
-        assert_eq!(mount_point(&m), PathBuf::from(r"/c/trailing\04"));
+    fn submounts_of_escaped_mount_points() {
         let ms = vec![
             MountInfo::from_line(r"102 1 0:1 / /c/sp\040ace/run rw - tmpfs tmpfs rw").unwrap(),
             MountInfo::from_line(r"103 1 0:1 / /c/sp\040ace/run/a\040b rw - tmpfs tmpfs rw")

@@ -8,17 +8,23 @@
 //!   runtime then aborts the container start. At poststop the container is
 //!   already deleted by then (podman and runc run poststop after deletion),
 //!   so the error is reported but blocks nothing.
+//!
+//! Error class: when the hook refused on purpose (a safety rule: an
+//! [`ApplyError::Refused`], a [`Refusal`], a refusing [`PlanError`]), the
+//! error line's message starts with [`REFUSED`] (`refused: `) and the journal
+//! record carries `OCI_ERROR=refused`; any other error has neither. The
+//! marker is stable: tests and log filters may match on it.
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::cgroup::{self, Layout};
+use crate::apply::{ApplyError, Refusal};
 use crate::config;
 use crate::decide::{Decision, decide};
-use crate::plan::{self, HOST_JOURNAL_ROOT, HostFacts};
+use crate::facts::host_facts;
+use crate::plan::{self, PlanError};
 use crate::stage::{self, Stage, StageChoice};
 use crate::state::{self, HookState};
 use crate::{apply, log as hooklog};
@@ -66,11 +72,28 @@ pub fn run(invocation: &Invocation, stdin: impl Read) -> u8 {
     };
     match result {
         Ok(()) => EXIT_OK,
+        Err(e) if is_refusal(&e) => {
+            log::error!(oci_error = "refused"; "{REFUSED}{e:#}");
+            EXIT_ERROR
+        }
         Err(e) => {
             log::error!("{e:#}");
             EXIT_ERROR
         }
     }
+}
+
+/// The start of the message of an error line when the hook refused on
+/// purpose (see the module docs).
+pub const REFUSED: &str = "refused: ";
+
+/// Whether `e` is a refusal of a safety rule rather than a failure.
+pub fn is_refusal(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ApplyError>()
+        .is_some_and(ApplyError::is_refusal)
+        || e.downcast_ref::<Refusal>().is_some()
+        || e.downcast_ref::<PlanError>()
+            .is_some_and(PlanError::is_refusal)
 }
 
 /// Environment variable that makes prestart print its phase timings to
@@ -107,9 +130,10 @@ fn prestart(state: &HookState, start: Instant) -> anyhow::Result<()> {
         );
     }
     log::info!(
-        "prepared {} for systemd: {} actions, machine-id {machine_id}, cgroups {}",
+        "prepared {} for systemd: {} host and {} container steps, machine-id {machine_id}, cgroups {}",
         config.rootfs.display(),
-        plan.actions.len(),
+        plan.host.len(),
+        plan.container.len(),
         facts.layout
     );
     Ok(())
@@ -135,51 +159,4 @@ fn poststop(state: &HookState) -> anyhow::Result<()> {
     apply::poststop(&plan, &config.rootfs)?;
     log::info!("cleaned {}", config.rootfs.display());
     Ok(())
-}
-
-/// Reads the host facts for the container whose init is `pid`; without a
-/// pid only the host side (layout, hierarchies) is read and the container's
-/// cgroups are left empty.
-///
-/// # Errors
-/// Unknown cgroup layout, or `/proc/<pid>` unreadable (the process is gone).
-pub fn host_facts(pid: Option<i32>) -> anyhow::Result<HostFacts> {
-    let layout = cgroup::detect_layout()?;
-    let cgroups = match pid {
-        Some(pid) => cgroup::read_container_cgroups(pid)
-            .with_context(|| format!("read /proc/{pid}/cgroup"))?,
-        None => Default::default(),
-    };
-    let mounts = procfs::process::Process::myself()?.mountinfo()?;
-    let systemd_mount = cgroup::v1_mount_point(&mounts, "name=systemd");
-    let unified_mount = cgroup::v2_mount_point(&mounts);
-    let cgroup_memory_limit = match layout {
-        Layout::Unified => unified_mount
-            .clone()
-            .zip(cgroups.unified.as_ref())
-            .and_then(|(m, c)| cgroup::read_memory_limit(&m, c, "memory.max")),
-        Layout::Hybrid | Layout::Legacy => cgroup::v1_mount_point(&mounts, "memory")
-            .zip(cgroups.memory.as_ref())
-            .and_then(|(m, c)| cgroup::read_memory_limit(&m, c, "memory.limit_in_bytes")),
-    };
-    Ok(HostFacts {
-        layout,
-        cgroups,
-        systemd_mount,
-        unified_mount,
-        cgroup_memory_limit,
-        journal_root: PathBuf::from(HOST_JOURNAL_ROOT),
-        selinux: selinux_enabled(),
-        host_machine_id: std::fs::read_to_string("/etc/machine-id")
-            .ok()
-            .and_then(|s| crate::machine_id::MachineId::parse(s.trim()))
-            .map(|m| m.to_string()),
-    })
-}
-
-/// Whether SELinux is enabled: selinuxfs is mounted at `/sys/fs/selinux`
-/// (statfs magic `SELINUX_MAGIC`), as libselinux's `is_selinux_enabled`
-/// decides.
-pub fn selinux_enabled() -> bool {
-    rustix::fs::statfs("/sys/fs/selinux").is_ok_and(|s| s.f_type == libc::SELINUX_MAGIC)
 }

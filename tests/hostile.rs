@@ -101,6 +101,10 @@ fn run_trick(name: &str, config: serde_json::Value, trick: impl FnOnce(&Sandbox,
         let errors: Vec<_> = stderr.lines().filter(|l| l.contains(": error: ")).collect();
         assert_eq!(errors.len(), 1, "{name}: one error line: {stderr}");
         assert!(
+            line_is_refusal(errors[0]),
+            "{name}: a refusal, not a failure: {stderr}"
+        );
+        assert!(
             !sb.host_journal().exists(),
             "{name}: journal dir left after a failed prestart"
         );
@@ -373,5 +377,6 @@ fn a_root_path_of_slash_is_refused_at_poststop() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("root of the mount namespace"));
+    assert!(is_refusal(&o), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read("/etc/machine-id").ok(), before);
 }

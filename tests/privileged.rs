@@ -303,6 +303,7 @@ fn refuses_a_pid_in_the_host_mount_namespace() {
     let _ = host_proc.kill();
     let _ = host_proc.wait();
     assert_eq!(o.status.code(), Some(1));
+    assert!(is_refusal(&o), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("refusing"),
         "{}",
@@ -511,6 +512,7 @@ fn a_cgroup_shared_with_host_processes_is_never_made_writable_or_chowned() {
     let _ = host.kill();
     let _ = host.wait();
     assert_eq!(o.status.code(), Some(1));
+    assert!(is_refusal(&o), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("not in the container"),
         "{}",

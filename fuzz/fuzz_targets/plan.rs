@@ -1,14 +1,16 @@
 //! Plan building from arbitrary inputs: the bytes are split at NUL bytes into
 //! a config.json, a `/proc/<pid>/cgroup` text, a state id and a layout
 //! selector. Never panics; every container path in a plan is absolute, and
-//! host sources beneath a hierarchy never climb out of it.
+//! host sources beneath a hierarchy never climb out of it; every bind names a
+//! host object an open step takes.
 #![no_main]
 use std::path::{Component, Path, PathBuf};
 
 use libfuzzer_sys::fuzz_target;
 use oci_systemd_hook::cgroup::{Layout, container_cgroups};
 use oci_systemd_hook::decide::{Decision, decide};
-use oci_systemd_hook::plan::{self, Action, HostFacts, HostSource};
+use oci_systemd_hook::facts::HostFacts;
+use oci_systemd_hook::plan::{self, ContainerStep, HostSource, HostStep, RootfsStep};
 use procfs::FromBufRead;
 
 fuzz_target!(|data: &[u8]| {
@@ -35,24 +37,42 @@ fuzz_target!(|data: &[u8]| {
         host_machine_id: None,
     };
     let Ok(p) = plan::prestart(&config, &facts, &id, &machine_id) else { return };
-    for a in p.actions.iter().chain(plan::poststop(&config, &machine_id).actions.iter()) {
+    let beneath_ok = |source: &HostSource| {
+        if let HostSource::Beneath { path, .. } = source {
+            assert!(!path.is_absolute() && !path.as_os_str().is_empty());
+            assert!(!path.components().any(|c| matches!(c, Component::ParentDir)));
+        }
+    };
+    for h in &p.host {
+        let _ = h.to_string();
+        match h {
+            HostStep::HostDir { path, .. } => assert!(path.starts_with("/var/log/journal")),
+            HostStep::DelegateCgroup { source, .. } => {
+                assert!(matches!(source, HostSource::Beneath { .. }), "delegation of a path not beneath a hierarchy");
+                beneath_ok(source);
+            }
+            HostStep::Open { source, .. } => beneath_ok(source),
+        }
+    }
+    for a in &p.container {
         let _ = a.to_string();
         match a {
-            Action::HostDir { path, .. } => assert!(path.starts_with("/var/log/journal")),
-            Action::DelegateCgroup { source: HostSource::Beneath { path, .. }, .. } => {
-                assert!(!path.is_absolute() && !path.components().any(|c| matches!(c, Component::ParentDir)));
+            ContainerStep::Tmpfs { dest, .. } | ContainerStep::Mkdir { dest, .. }
+            | ContainerStep::RemountReadOnly { dest } | ContainerStep::WriteFile { dest, .. } => {
+                assert!(dest.is_absolute())
             }
-            Action::DelegateCgroup { .. } => panic!("delegation of a path not beneath a hierarchy"),
-            Action::Tmpfs { dest, .. } | Action::Mkdir { dest, .. } | Action::RemountReadOnly { dest }
-            | Action::WriteFile { dest, .. } | Action::ClearFile { dest, .. } => assert!(dest.is_absolute()),
-            Action::BindContents { dest, contents } => assert!(dest.is_absolute() && contents.len() == 33),
-            Action::Bind { source, dest, .. } => {
+            ContainerStep::BindContents { dest, contents } => assert!(dest.is_absolute() && contents.len() == 33),
+            ContainerStep::Bind { object, source, dest, .. } => {
                 assert!(dest.is_absolute());
-                if let HostSource::Beneath { path, .. } = source {
-                    assert!(!path.is_absolute() && !path.as_os_str().is_empty());
-                    assert!(!path.components().any(|c| matches!(c, Component::ParentDir)));
-                }
+                beneath_ok(source);
+                assert!(p.host.iter().any(|h| matches!(h, HostStep::Open { object: o, source: s } if o == object && s == source)));
             }
+        }
+    }
+    for r in &plan::poststop(&config, &machine_id).rootfs {
+        let _ = r.to_string();
+        match r {
+            RootfsStep::ClearFile { dest, .. } => assert!(dest.is_absolute()),
         }
     }
 });

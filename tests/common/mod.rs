@@ -253,6 +253,29 @@ impl Drop for Sandbox {
     }
 }
 
+/// The error lines of a hook run (`oci-systemd-hook: error: ...`).
+pub fn error_lines(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| l.contains(": error: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether `line` (an error line) says the hook refused on purpose: its
+/// message, after the `<short id> <stage>: ` context, starts with the
+/// stable class marker `run::REFUSED`.
+pub fn line_is_refusal(line: &str) -> bool {
+    line.split_once(": error: ")
+        .and_then(|(_, rest)| rest.split_once(": "))
+        .is_some_and(|(_, msg)| msg.starts_with(oci_systemd_hook::run::REFUSED))
+}
+
+/// Whether the run's one error line is a refusal.
+pub fn is_refusal(o: &Output) -> bool {
+    matches!(error_lines(o).as_slice(), [l] if line_is_refusal(l))
+}
+
 pub fn assert_ok(o: &Output) {
     assert_eq!(
         o.status.code(),

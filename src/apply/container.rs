@@ -1,0 +1,442 @@
+//! The container side: in the container's mount namespace, under its rootfs
+//! (tmpfs mounts, binds, the copy-up, the machine-id); and at poststop the
+//! rootfs as the host sees it. Every container path is resolved inside the
+//! rootfs with `pathrs`; every create and write is checked against the
+//! safety policy ([`super::guard`]) first.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, bail};
+use pathrs::flags::OpenFlags;
+use pathrs::{Handle, Root};
+use procfs::process::MountInfo;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags, statx};
+
+use super::guard::{self, Refusal};
+use super::host::HostObjects;
+use super::{chown_to, identity, is_enoent, mnt_id, unresolvable};
+use crate::config::Owner;
+use crate::plan::{ContainerStep, Plan, RootfsStep, TmpfsOptions};
+use crate::{copyup, facts, mounts};
+
+/// Refuses a rootfs that is the root of the current mount namespace (a
+/// config.json whose `root.path` is `/`): the hook would work on the host.
+pub(super) fn refuse_namespace_root(root: &Root, rootfs: &Path) -> anyhow::Result<()> {
+    let slash = rustix::fs::open(
+        "/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    guard::check_not_root(
+        identity(root.as_fd())?,
+        identity(slash.as_fd())?,
+        Refusal::RootfsIsNamespaceRoot {
+            rootfs: rootfs.to_path_buf(),
+        },
+    )?;
+    Ok(())
+}
+
+/// Inside the container's mount namespace: the rootfs and where the hook may
+/// create and write.
+pub(super) struct Namespace {
+    root: Root,
+    /// Mount ids the hook may create files and directories on.
+    writable: Vec<u64>,
+    /// The mount table as the hook found it (after setns).
+    table: Vec<MountInfo>,
+    /// Mount ids of the mounts the hook made.
+    ours: Vec<u64>,
+}
+
+impl Namespace {
+    /// Opens the rootfs (after setns) and works out where the hook may write.
+    pub(super) fn open(rootfs: &Path, plan: &Plan) -> anyhow::Result<Namespace> {
+        let root =
+            Root::open(rootfs).with_context(|| format!("open rootfs {}", rootfs.display()))?;
+        refuse_namespace_root(&root, rootfs)?;
+        let table = facts::own_mount_table()?;
+        let real_root = mounts::fd_path(root.as_fd())?;
+        // config.json's own tmpfs mounts, and tmpfs mounts already at the
+        // paths where the hook mounts one (a prestart run again).
+        let hook_tmpfs = plan.container.iter().filter_map(|s| match s {
+            ContainerStep::Tmpfs { dest, .. } => Some(dest.as_path()),
+            _ => None,
+        });
+        let dests = plan.private_tmpfs.iter().map(PathBuf::as_path);
+        let writable = guard::writable_mounts(
+            &table,
+            &real_root,
+            mnt_id(root.as_fd())?,
+            dests.chain(hook_tmpfs),
+        );
+        Ok(Namespace {
+            root,
+            writable,
+            table,
+            ours: Vec::new(),
+        })
+    }
+
+    /// Carries out one container step; binds take their host object from
+    /// `objects`.
+    pub(super) fn run(
+        &mut self,
+        step: &ContainerStep,
+        objects: &mut HostObjects,
+    ) -> anyhow::Result<()> {
+        match step {
+            ContainerStep::Tmpfs {
+                dest,
+                options,
+                copy_up,
+            } => self.tmpfs(dest, options, *copy_up),
+            ContainerStep::Mkdir { dest, mode } => self.mkdir(dest, *mode).map(drop),
+            ContainerStep::Bind {
+                object,
+                dest,
+                readonly,
+                fallback,
+                ..
+            } => {
+                let Some(source) = objects.take(*object)? else {
+                    log::info!(
+                        "{step}: skipped, its host directory was not made (see the warning above)"
+                    );
+                    return Ok(());
+                };
+                self.bind(source, dest, *readonly, fallback.as_deref())
+            }
+            ContainerStep::BindContents { dest, contents } => {
+                let file = mounts::private_file(contents.as_bytes())?;
+                let target = self.root.resolve(dest)?;
+                regular_file(&target)?;
+                self.attach(file.as_fd(), target.as_fd())?;
+                mounts::make_private(file.as_fd())?;
+                mounts::set_flags(file.as_fd(), true)?;
+                Ok(())
+            }
+            ContainerStep::RemountReadOnly { dest } => {
+                let handle = self.root.resolve(dest)?;
+                mounts::set_flags(handle.as_fd(), true)?;
+                Ok(())
+            }
+            ContainerStep::WriteFile {
+                dest,
+                contents,
+                mode,
+                owner,
+            } => self.write_file(dest, contents.as_bytes(), *mode, *owner),
+        }
+    }
+
+    fn bind(
+        &mut self,
+        source: OwnedFd,
+        dest: &Path,
+        readonly: bool,
+        fallback: Option<&Path>,
+    ) -> anyhow::Result<()> {
+        let dir = mounts::is_dir(source.as_fd())?;
+        let target = match self.mount_point(dest, dir) {
+            Ok(t) => t,
+            Err(e) => match fallback {
+                Some(fb) => {
+                    log::info!(
+                        "cannot use {} ({e:#}); using {}",
+                        dest.display(),
+                        fb.display()
+                    );
+                    self.mount_point(fb, dir)?
+                }
+                None => return Err(e),
+            },
+        };
+        self.attach(source.as_fd(), target.as_fd())?;
+        mounts::make_private(source.as_fd())?;
+        mounts::set_flags(source.as_fd(), readonly)?;
+        Ok(())
+    }
+
+    /// Fails unless `fd` is on a mount the hook may write to.
+    fn check_writable(&self, fd: BorrowedFd<'_>, what: &Path) -> anyhow::Result<()> {
+        guard::check_writable(&self.table, &self.writable, mnt_id(fd)?, what)?;
+        Ok(())
+    }
+
+    /// Attaches `mount` on `target` unless the target's mount is shared with
+    /// another namespace (the new mount would propagate there, e.g. to the
+    /// host).
+    fn attach(&mut self, mount: BorrowedFd<'_>, target: BorrowedFd<'_>) -> anyhow::Result<()> {
+        guard::check_attach(&self.table, &self.ours, mnt_id(target)?)?;
+        mounts::attach(mount, target)?;
+        Ok(())
+    }
+
+    /// `dest` as a directory inside the rootfs, created (0755, with parents)
+    /// where missing, but only on a file system the hook may write to.
+    /// Symlinks are followed inside the rootfs only; a dangling one, a
+    /// non-directory in the way, or the rootfs root itself is an error.
+    fn mkdir(&self, dest: &Path, mode: u32) -> anyhow::Result<Handle> {
+        let comps: Vec<&std::ffi::OsStr> = dest
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        // The longest prefix that exists.
+        let mut found = None;
+        for i in (0..=comps.len()).rev() {
+            let prefix: PathBuf = std::iter::once(std::ffi::OsStr::new("/"))
+                .chain(comps[..i].iter().copied())
+                .collect();
+            match self.root.resolve(&prefix) {
+                Ok(h) => {
+                    found = Some((i, h));
+                    break;
+                }
+                Err(e) if is_enoent(&e) => continue,
+                Err(e) => return Err(unresolvable(e, &prefix)),
+            }
+        }
+        let (i, existing) = found.context("the rootfs root cannot be resolved")?;
+        if i == comps.len() {
+            return Ok(existing);
+        }
+        if !mounts::is_dir(existing.as_fd())? {
+            return Err(Refusal::NonDirectoryInTheWay {
+                dest: dest.to_path_buf(),
+            }
+            .into());
+        }
+        self.check_writable(existing.as_fd(), dest)?;
+        let mut cur: OwnedFd = existing.into();
+        for name in &comps[i..] {
+            match rustix::fs::mkdirat(&cur, *name, Mode::from_raw_mode(mode)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("mkdir {} inside the rootfs", dest.display()));
+                }
+            }
+            cur = rustix::fs::openat2(
+                &cur,
+                *name,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
+            )
+            .map_err(|e| {
+                let refusal = Refusal::NotMadeADirectory {
+                    dest: dest.to_path_buf(),
+                };
+                match e {
+                    rustix::io::Errno::LOOP
+                    | rustix::io::Errno::NOTDIR
+                    | rustix::io::Errno::XDEV => anyhow::Error::new(e).context(refusal),
+                    _ => anyhow::Error::new(e).context(refusal.to_string()),
+                }
+            })?;
+        }
+        Ok(Handle::from_fd(cur))
+    }
+
+    /// [`Namespace::mkdir`], then: a directory, and not the rootfs root.
+    fn dir(&self, dest: &Path) -> anyhow::Result<Handle> {
+        let target = self.mkdir(dest, 0o755)?;
+        if !mounts::is_dir(target.as_fd())? {
+            return Err(Refusal::NotADirectory {
+                dest: dest.to_path_buf(),
+            }
+            .into());
+        }
+        guard::check_not_root(
+            identity(target.as_fd())?,
+            identity(self.root.as_fd())?,
+            Refusal::RootfsRoot {
+                dest: dest.to_path_buf(),
+            },
+        )?;
+        Ok(target)
+    }
+
+    /// A handle on `dest` to mount on: a directory (created if missing) or
+    /// an existing file, or an empty file created where missing.
+    fn mount_point(&self, dest: &Path, dir: bool) -> anyhow::Result<Handle> {
+        if dir {
+            return self.dir(dest);
+        }
+        match self.root.resolve(dest) {
+            Ok(h) => Ok(h),
+            Err(e) if is_enoent(&e) => {
+                self.create_file(dest, 0o644, None)?;
+                Ok(self.root.resolve(dest)?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates the regular file `dest` (its parent made if missing), on a
+    /// writable file system only; never follows a symlink at `dest`.
+    fn create_file(
+        &self,
+        dest: &Path,
+        mode: u32,
+        owner: Option<Owner>,
+    ) -> anyhow::Result<std::fs::File> {
+        let (parent, name) = match (dest.parent(), dest.file_name()) {
+            (Some(p), Some(n)) => (p, n),
+            _ => bail!("{} is not a file path", dest.display()),
+        };
+        let dir = self.mkdir(parent, 0o755)?;
+        self.check_writable(dir.as_fd(), dest)?;
+        let fd = rustix::fs::openat(
+            &dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
+        .map_err(|e| {
+            let refusal = Refusal::CannotCreate {
+                dest: dest.to_path_buf(),
+            };
+            match e {
+                rustix::io::Errno::EXIST | rustix::io::Errno::LOOP => {
+                    anyhow::Error::new(e).context(refusal)
+                }
+                _ => anyhow::Error::new(e).context(refusal.to_string()),
+            }
+        })?;
+        if let Some(o) = owner {
+            chown_to(fd.as_fd(), o)?;
+        }
+        // Make the mode exact whatever the umask.
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+        Ok(std::fs::File::from(fd))
+    }
+
+    fn tmpfs(&mut self, dest: &Path, options: &TmpfsOptions, copy_up: bool) -> anyhow::Result<()> {
+        let target = self.dir(dest)?;
+        let real = mounts::fd_path(target.as_fd())?;
+
+        // Mounts already below dest (volumes, secrets, .containerenv): take a
+        // handle on each before the tmpfs hides them.
+        let table = facts::own_mount_table()?;
+        let mut keep = Vec::new();
+        for rel in mounts::top_submounts(&table, &real) {
+            let fd = mounts::open_beneath(target.as_fd(), &rel)
+                .with_context(|| format!("open mount {}", real.join(&rel).display()))?;
+            let dir = mounts::is_dir(fd.as_fd())?;
+            keep.push((rel, fd, dir));
+        }
+
+        let mnt = mounts::new_tmpfs(options).context("create tmpfs")?;
+        if copy_up {
+            // Only the image's own content (or a tmpfs the hook or
+            // config.json made) is copied: never /proc, /sys or a volume that
+            // a symlink in the image points at.
+            self.check_writable(target.as_fd(), dest)
+                .context("tmpcopyup")?;
+            let src = target.reopen(OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY)?;
+            let dst = rustix::fs::openat(
+                &mnt,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let stats = copyup::copy_tree(src.as_fd(), dst.as_fd(), &copyup::DEFAULT_LIMITS)
+                .map_err(|e| match e {
+                    copyup::CopyError::Bound(b) => Refusal::CopyUpBound(b).into(),
+                    e => anyhow::Error::new(e),
+                })?;
+            log::debug!("tmpcopyup {}: {stats:?}", dest.display());
+        }
+        for (rel, _, dir) in &keep {
+            mounts::make_mount_point(mnt.as_fd(), rel, *dir)
+                .with_context(|| format!("mount point {}", rel.display()))?;
+        }
+        self.attach(mnt.as_fd(), target.as_fd())
+            .context("attach tmpfs")?;
+        let id = mnt_id(mnt.as_fd())?;
+        self.ours.push(id);
+        self.writable.push(id);
+        for (rel, fd, _) in keep {
+            let to = mounts::open_beneath(mnt.as_fd(), &rel)?;
+            mounts::attach(fd.as_fd(), to.as_fd())
+                .with_context(|| format!("move mount {} into the tmpfs", rel.display()))?;
+        }
+        Ok(())
+    }
+
+    fn write_file(
+        &self,
+        dest: &Path,
+        contents: &[u8],
+        mode: u32,
+        owner: Option<Owner>,
+    ) -> anyhow::Result<()> {
+        let mut file = match self.root.resolve(dest) {
+            Ok(h) => {
+                regular_file(&h)?;
+                self.check_writable(h.as_fd(), dest)?;
+                h.reopen(OpenFlags::O_WRONLY | OpenFlags::O_TRUNC)?
+            }
+            Err(e) if is_enoent(&e) => self.create_file(dest, mode, owner)?,
+            Err(e) => return Err(unresolvable(e, dest)),
+        };
+        file.write_all(contents)?;
+        Ok(())
+    }
+}
+
+/// Refuses anything but a regular file.
+fn regular_file(handle: &Handle) -> anyhow::Result<()> {
+    let st = statx(handle.as_fd(), "", AtFlags::EMPTY_PATH, StatxFlags::TYPE)?;
+    let ft = FileType::from_raw_mode(u32::from(st.stx_mode));
+    if ft != FileType::RegularFile {
+        return Err(Refusal::NotRegularFile {
+            kind: format!("{ft:?}"),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Runs a poststop step on the rootfs `root` (as the host sees it; its
+/// mount id is `root_mnt`).
+pub(super) fn run_rootfs(step: &RootfsStep, root: &Root, root_mnt: u64) -> anyhow::Result<()> {
+    match step {
+        RootfsStep::ClearFile { dest, expected } => clear_file(root, root_mnt, dest, expected),
+    }
+}
+
+fn clear_file(root: &Root, root_mnt: u64, dest: &Path, expected: &str) -> anyhow::Result<()> {
+    let handle = match root.resolve(dest) {
+        Ok(h) => h,
+        Err(e) if is_enoent(&e) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    regular_file(&handle)?;
+    if mnt_id(handle.as_fd())? != root_mnt {
+        log::warn!(
+            "{} resolves out of the image's own file system; left alone",
+            dest.display()
+        );
+        return Ok(());
+    }
+    let mut contents = String::new();
+    handle
+        .reopen(OpenFlags::O_RDONLY)?
+        .take(128)
+        .read_to_string(&mut contents)?;
+    if contents.trim() == expected {
+        handle.reopen(OpenFlags::O_WRONLY | OpenFlags::O_TRUNC)?;
+        log::debug!("emptied {}", dest.display());
+    } else if !contents.trim().is_empty() {
+        log::info!("{} holds another id; left alone", dest.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! The safety policy: what the hook refuses to do, as pure functions over a
+//! parsed mount table, mount ids and file identities. No system call here;
+//! the callers in `host.rs` and `container.rs` gather the ids and call these.
+//!
+//! The rules (see `apply`'s module docs for why):
+//! - create and write inside the rootfs only on the image's own file system,
+//!   the tmpfs mounts the hook made and config.json's own tmpfs mounts
+//!   ([`writable_mounts`], [`check_writable`]);
+//! - never attach a mount onto a mount that is shared with another
+//!   namespace ([`check_attach`]);
+//! - never work on a rootfs that is the namespace's root, nor mount over the
+//!   rootfs root ([`check_not_root`]);
+//! - never make writable or delegate a cgroup that holds a process outside
+//!   the container ([`check_cgroup_procs`]);
+//! - reuse a host directory only when it carries this container's mark
+//!   ([`check_marker`]).
+//!
+//! A broken rule is a [`Refusal`]: its own error kind, distinct from an I/O
+//! failure (as libpathrs' `ErrorKind::SafetyViolation`), so that callers and
+//! tests tell "refused on purpose" from "failed".
+
+use std::path::{Path, PathBuf};
+
+use procfs::process::{MountInfo, MountOptFields};
+
+use crate::facts::mount_point;
+
+/// A step the hook refused on purpose, because carrying it out would break
+/// a safety rule. Each message names what was refused and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The container's init shares the hook's mount namespace: a mount
+    /// would land on the host.
+    #[error("process {pid} shares the hook's mount namespace; refusing to mount on the host")]
+    HookNamespace { pid: i32 },
+    /// `root.path` is the root of the mount namespace (`/`).
+    #[error("the rootfs {} is the root of the mount namespace; refusing", rootfs.display())]
+    RootfsIsNamespaceRoot { rootfs: PathBuf },
+    /// A container path resolves to the rootfs root, which would be mounted
+    /// over.
+    #[error("{} resolves to the rootfs root; refusing to mount over the whole image", dest.display())]
+    RootfsRoot { dest: PathBuf },
+    /// A path to create or write in resolves onto a mount the hook may not
+    /// write to (`on` describes it: file system type and mount point).
+    #[error("{} resolves onto {on}, not the image's own file system; refusing to write there", what.display())]
+    NotWritable { what: PathBuf, on: String },
+    /// The mount to mount on is shared with another namespace: the new
+    /// mount would propagate out of the container.
+    #[error("{} is on a shared mount ({fs_type}); a mount there would propagate out of the container", point.display())]
+    SharedMount { point: PathBuf, fs_type: String },
+    /// The cgroup holds a process outside the container's mount namespace.
+    #[error("cgroup {} also holds process {pid}, which is not in the container; refusing to make it writable", cgroup.display())]
+    ForeignProcess { cgroup: PathBuf, pid: String },
+    /// The parent of a host directory to create is missing.
+    #[error("{} does not exist; the hook does not create it (it would change how the host keeps its journal)", parent.display())]
+    NoHostParent { parent: PathBuf },
+    /// A host directory exists without this container's mark.
+    #[error("{} exists and was not made for this container; not reusing it", path.display())]
+    NotOurHostDir { path: PathBuf },
+    /// A host directory to reuse is not a directory.
+    #[error("{} is not a directory", path.display())]
+    HostDirNotDir { path: PathBuf },
+    /// A container path to mount a directory on is not a directory.
+    #[error("{} exists inside the rootfs and is not a directory", dest.display())]
+    NotADirectory { dest: PathBuf },
+    /// A non-directory is where a directory must be created.
+    #[error("cannot make {}: a non-directory is in the way", dest.display())]
+    NonDirectoryInTheWay { dest: PathBuf },
+    /// A container path cannot be resolved inside the rootfs: a dangling
+    /// symlink, a loop or a non-directory in the way.
+    #[error("cannot resolve {} inside the rootfs (dangling symlink or non-directory in the way)", path.display())]
+    Unresolvable { path: PathBuf },
+    /// A file cannot be created: something (a dangling symlink) is there.
+    #[error("cannot create {} inside the rootfs (dangling symlink?)", dest.display())]
+    CannotCreate { dest: PathBuf },
+    /// A directory just made cannot be opened as one: a non-directory,
+    /// symlink or mount took its place.
+    #[error("cannot make {} a directory inside the rootfs (a non-directory or symlink in the way)", dest.display())]
+    NotMadeADirectory { dest: PathBuf },
+    /// A file the hook writes or mounts over is not a regular file (a FIFO
+    /// would block, a device would be written).
+    #[error("not a regular file ({kind})")]
+    NotRegularFile { kind: String },
+    /// tmpcopyup passed one of its bounds (`copyup::DEFAULT_LIMITS`).
+    #[error("copy-up exceeds its bound of {0}")]
+    CopyUpBound(String),
+}
+
+/// What names a file for "is it the same object": mount id, inode, device
+/// major and minor (`statx`).
+pub type Identity = (u64, u64, u32, u32);
+
+/// Refuses when `what` (the rootfs or a mount target) is the same object as
+/// `root` (the namespace's `/`, or the rootfs root); `refusal` says which.
+pub fn check_not_root(what: Identity, root: Identity, refusal: Refusal) -> Result<(), Refusal> {
+    if what == root { Err(refusal) } else { Ok(()) }
+}
+
+/// The mounts the hook may create and write on, besides the ones it makes
+/// itself: the rootfs mount `root_mnt`, and the topmost mount at each of
+/// `tmpfs_dests` (container paths where config.json mounts a tmpfs, or where
+/// the hook mounts one: a prestart run again) when it is a tmpfs. `real_root`
+/// is the rootfs as mount points in `table` spell it.
+pub fn writable_mounts<'a>(
+    table: &[MountInfo],
+    real_root: &Path,
+    root_mnt: u64,
+    tmpfs_dests: impl IntoIterator<Item = &'a Path>,
+) -> Vec<u64> {
+    let mut writable = vec![root_mnt];
+    for dest in tmpfs_dests {
+        let at = real_root.join(dest.strip_prefix("/").unwrap_or(dest));
+        if let Some(m) = table.iter().rev().find(|m| mount_point(m) == at)
+            && m.fs_type == "tmpfs"
+        {
+            writable.push(m.mnt_id as u64);
+        }
+    }
+    writable
+}
+
+/// Refuses unless mount `mnt` (where `what` resolved to) is in `writable`.
+pub fn check_writable(
+    table: &[MountInfo],
+    writable: &[u64],
+    mnt: u64,
+    what: &Path,
+) -> Result<(), Refusal> {
+    if writable.contains(&mnt) {
+        return Ok(());
+    }
+    let on = table
+        .iter()
+        .find(|m| m.mnt_id as u64 == mnt)
+        .map(|m| format!("{} mounted at {}", m.fs_type, mount_point(m).display()))
+        .unwrap_or_else(|| format!("mount {mnt}"));
+    Err(Refusal::NotWritable {
+        what: what.to_path_buf(),
+        on,
+    })
+}
+
+/// Refuses to attach a mount onto mount `on` when `on` is shared (mountinfo
+/// optional field `shared:N`) and not one the hook made (`ours`).
+pub fn check_attach(table: &[MountInfo], ours: &[u64], on: u64) -> Result<(), Refusal> {
+    if ours.contains(&on) {
+        return Ok(());
+    }
+    match table.iter().find(|m| m.mnt_id as u64 == on) {
+        Some(m)
+            if m.opt_fields
+                .iter()
+                .any(|f| matches!(f, MountOptFields::Shared(_))) =>
+        {
+            Err(Refusal::SharedMount {
+                point: mount_point(m),
+                fs_type: m.fs_type.clone(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses when the cgroup `cgroup` (its `cgroup.procs` text is `procs`)
+/// holds a process whose mount namespace (`ns_of(pid)`: its inode, `None`
+/// when the process is gone) is not `container_ns`.
+pub fn check_cgroup_procs(
+    cgroup: &Path,
+    procs: &str,
+    container_ns: u64,
+    ns_of: impl Fn(&str) -> Option<u64>,
+) -> Result<(), Refusal> {
+    for pid in procs.split_whitespace() {
+        match ns_of(pid) {
+            Some(ns) if ns != container_ns => {
+                return Err(Refusal::ForeignProcess {
+                    cgroup: cgroup.to_path_buf(),
+                    pid: pid.to_string(),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Refuses to reuse the existing host directory `path` unless its mark
+/// (`found`, the xattr's value when there is one) is `marker`.
+pub fn check_marker(path: &Path, found: Option<&[u8]>, marker: &str) -> Result<(), Refusal> {
+    if found == Some(marker.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Refusal::NotOurHostDir {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

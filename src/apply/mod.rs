@@ -1,0 +1,267 @@
+//! Carrying out a [`Plan`]: the only module that changes the system.
+//!
+//! Prestart (runtime-spec `config.md#prestart`: called after the container's
+//! namespaces are created, before pivot_root):
+//! 1. pin the container's init with a pidfd and its mount namespace with an
+//!    fd, check that the namespace is not the hook's own and that the pidfd
+//!    still names a live process (so the pid was not reused in between);
+//! 2. in the hook's own (host) mount namespace: create host directories,
+//!    delegate the container's cgroup, take detached copies
+//!    (`open_tree(OPEN_TREE_CLONE)`) of every host object to bind, kept by
+//!    [`ObjectId`](crate::plan::ObjectId) for the binds;
+//! 3. join the container's mount namespace (`setns`), open the rootfs
+//!    (`root.path`) with `pathrs`, refuse a rootfs that is the namespace's
+//!    root, and carry out each action, resolving every container path inside
+//!    the rootfs.
+//!
+//! Where the hook may create and write inside the rootfs: only on the
+//! image's own file system (the rootfs mount), on tmpfs mounts it made itself,
+//! and on the private tmpfs mounts config.json asks for. At prestart the
+//! runtime has already mounted `/proc`, `/sys`, cgroupfs and volumes under the
+//! rootfs; a symlink in the image must not turn a write of the machine-id into
+//! a write to `/proc/sys`, a cgroup file or a volume. Mounting is allowed
+//! anywhere inside the container's namespace (it only changes that namespace)
+//! but never onto a mount that is shared with another namespace, from which
+//! it would propagate.
+//!
+//! If a step fails, the host changes of step 2 are undone (directories
+//! removed, ownership restored); mounts live in the container's namespace and
+//! vanish with it.
+//!
+//! By concern: [`host`] (pin, host directories, cgroup delegation, the host
+//! objects, the undo), [`container`] (the namespace work and the poststop
+//! rootfs steps), [`guard`] (the safety policy, pure). A refusal of the
+//! policy is an [`ApplyError::Refused`], anything else an
+//! [`ApplyError::Failed`].
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+
+use anyhow::Context;
+use pathrs::Root;
+use pathrs::error::ErrorKind;
+use rustix::fs::{AtFlags, Gid, StatxFlags, Uid, chownat, statx};
+
+use crate::config::Owner;
+use crate::plan::{Plan, PoststopPlan};
+
+mod container;
+pub mod guard;
+mod host;
+
+pub use guard::Refusal;
+pub use host::JOURNAL_MARKER_XATTR;
+
+/// Why applying a plan failed: refused on purpose by the safety policy, or
+/// failed. Either way the message (`{:#}`-style, outermost step first) names
+/// the step and the path.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A safety rule refused a step; `refusal` is which, `error` the whole
+    /// chain with the step.
+    #[error("{error:#}")]
+    Refused {
+        refusal: Refusal,
+        error: anyhow::Error,
+    },
+    /// A system call or a read failed.
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+impl ApplyError {
+    /// The refusal, when the policy refused.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            ApplyError::Refused { refusal, .. } => Some(refusal),
+            ApplyError::Failed(_) => None,
+        }
+    }
+
+    /// Whether the policy refused (as opposed to a failure).
+    pub fn is_refusal(&self) -> bool {
+        self.refusal().is_some()
+    }
+}
+
+impl From<anyhow::Error> for ApplyError {
+    fn from(error: anyhow::Error) -> ApplyError {
+        match error.downcast_ref::<Refusal>() {
+            Some(r) => ApplyError::Refused {
+                refusal: r.clone(),
+                error,
+            },
+            None => ApplyError::Failed(error),
+        }
+    }
+}
+
+/// Runs a prestart plan for the container whose init process is `pid` and
+/// whose rootfs is at `rootfs` (absolute, as in its mount namespace): the
+/// host steps, then the container steps in its mount namespace.
+///
+/// # Errors
+/// The first failing step, with the step and the path in the message; a
+/// [`Refusal`] is [`ApplyError::Refused`]. Host changes made before the
+/// failure are undone.
+pub fn prestart(plan: &Plan, pid: i32, rootfs: &Path) -> Result<(), ApplyError> {
+    let mut undo = host::Undo::default();
+    let result = prestart_inner(plan, pid, rootfs, &mut undo);
+    if result.is_err() {
+        undo.run();
+    }
+    Ok(result?)
+}
+
+fn prestart_inner(
+    plan: &Plan,
+    pid: i32,
+    rootfs: &Path,
+    undo: &mut host::Undo,
+) -> anyhow::Result<()> {
+    // 1. Pin and check the container.
+    let container = host::pin_container(pid)?;
+    // 2. Host side.
+    let mut objects = host::run(&plan.host, &container, undo)?;
+    // 3. Join the container's mount namespace and work under the rootfs.
+    rustix::thread::move_into_link_name_space(
+        container.mnt_ns.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Mount),
+    )
+    .with_context(|| format!("setns into the mount namespace of {pid}"))?;
+    let mut ns = container::Namespace::open(rootfs, plan)?;
+    for step in &plan.container {
+        log::debug!(oci_action = step.kind(); "{step}");
+        ns.run(step, &mut objects)
+            .with_context(|| step.to_string())?;
+    }
+    Ok(())
+}
+
+/// Runs a poststop plan: its host steps, then its rootfs steps against the
+/// rootfs as the host sees it.
+///
+/// # Errors
+/// The first failing step. A rootfs that no longer exists is not an error:
+/// its steps are skipped.
+pub fn poststop(plan: &PoststopPlan, rootfs: &Path) -> Result<(), ApplyError> {
+    Ok(poststop_inner(plan, rootfs)?)
+}
+
+fn poststop_inner(plan: &PoststopPlan, rootfs: &Path) -> anyhow::Result<()> {
+    for step in &plan.host {
+        log::debug!(oci_action = step.kind(); "{step}");
+        host::run_poststop(step).with_context(|| step.to_string())?;
+    }
+    if plan.rootfs.is_empty() {
+        return Ok(());
+    }
+    let root = match Root::open(rootfs) {
+        Ok(r) => r,
+        Err(e) if is_enoent(&e) => {
+            log::info!("rootfs {} is gone; nothing to clean", rootfs.display());
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("open rootfs {}", rootfs.display())),
+    };
+    container::refuse_namespace_root(&root, rootfs)?;
+    let root_mnt = mnt_id(root.as_fd())?;
+    for step in &plan.rootfs {
+        log::debug!(oci_action = step.kind(); "{step}");
+        container::run_rootfs(step, &root, root_mnt).with_context(|| step.to_string())?;
+    }
+    Ok(())
+}
+
+fn is_enoent(e: &pathrs::error::Error) -> bool {
+    e.kind() == ErrorKind::OsError(Some(libc::ENOENT))
+}
+
+/// `e`, from resolving `path` inside the rootfs, with the path: a
+/// [`Refusal::Unresolvable`] when the image's shape is the cause (a dangling
+/// symlink, a loop, a non-directory in the way, a resolution libpathrs found
+/// unsafe), else a failure.
+fn unresolvable(e: pathrs::error::Error, path: &Path) -> anyhow::Error {
+    let refusal = Refusal::Unresolvable {
+        path: path.to_path_buf(),
+    };
+    let shape = matches!(
+        e.kind(),
+        ErrorKind::SafetyViolation
+            | ErrorKind::OsError(Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP))
+    );
+    if shape {
+        anyhow::Error::new(e).context(refusal)
+    } else {
+        anyhow::Error::new(e).context(refusal.to_string())
+    }
+}
+
+/// Gives the object `fd` refers to (an O_PATH fd is enough) to `owner`.
+fn chown_to(fd: BorrowedFd<'_>, owner: Owner) -> rustix::io::Result<()> {
+    chownat(
+        fd,
+        "",
+        Some(Uid::from_raw(owner.uid)),
+        Some(Gid::from_raw(owner.gid)),
+        AtFlags::EMPTY_PATH,
+    )
+}
+
+fn mnt_id(fd: BorrowedFd<'_>) -> anyhow::Result<u64> {
+    Ok(statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?.stx_mnt_id)
+}
+
+fn identity(fd: BorrowedFd<'_>) -> anyhow::Result<guard::Identity> {
+    let st = statx(
+        fd,
+        "",
+        AtFlags::EMPTY_PATH,
+        StatxFlags::INO | StatxFlags::MNT_ID,
+    )?;
+    Ok((
+        st.stx_mnt_id,
+        st.stx_ino,
+        st.stx_dev_major,
+        st.stx_dev_minor,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_told_from_failures_with_the_message_unchanged() {
+        let refusal = Refusal::NotRegularFile {
+            kind: "Fifo".into(),
+        };
+        let e = ApplyError::from(
+            anyhow::Error::new(refusal.clone()).context("write /etc/machine-id mode 444"),
+        );
+        assert_eq!(e.refusal(), Some(&refusal));
+        assert_eq!(
+            e.to_string(),
+            "write /etc/machine-id mode 444: not a regular file (Fifo)"
+        );
+        // A refusal given as the context of an OS error, under a step.
+        let io = std::io::Error::from_raw_os_error(libc::ELOOP);
+        let e = ApplyError::from(
+            anyhow::Error::new(io)
+                .context(Refusal::Unresolvable {
+                    path: "/etc/machine-id".into(),
+                })
+                .context("write /etc/machine-id mode 444"),
+        );
+        assert!(e.is_refusal());
+        let e = ApplyError::from(
+            anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EIO))
+                .context("write /etc/machine-id mode 444"),
+        );
+        assert!(!e.is_refusal());
+        assert!(
+            e.to_string()
+                .starts_with("write /etc/machine-id mode 444: ")
+        );
+    }
+}
