@@ -1,10 +1,9 @@
 //! The container side: in the container's mount namespace, under its rootfs
-//! (tmpfs mounts, binds, the copy-up, the machine-id); and at poststop the
-//! rootfs as the host sees it. Every container path is resolved inside the
+//! (tmpfs mounts, binds, the copy-up, the machine-id). Every container path is resolved inside the
 //! rootfs with `pathrs`; every create and write is checked against the
 //! safety policy ([`super::guard`]) first.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
@@ -18,7 +17,7 @@ use super::guard::{self, Refusal};
 use super::host::HostObjects;
 use super::{chown_to, identity, is_enoent, mnt_id, unresolvable};
 use crate::config::Owner;
-use crate::plan::{ContainerStep, Plan, RootfsStep, TmpfsOptions};
+use crate::plan::{ContainerStep, Plan, TmpfsOptions};
 use crate::{copyup, facts, mounts};
 
 /// Refuses a rootfs that is the root of the current mount namespace (a
@@ -393,7 +392,7 @@ impl Namespace {
 }
 
 /// Refuses anything but a regular file.
-fn regular_file(handle: &Handle) -> anyhow::Result<()> {
+pub(super) fn regular_file(handle: &Handle) -> anyhow::Result<()> {
     let st = statx(handle.as_fd(), "", AtFlags::EMPTY_PATH, StatxFlags::TYPE)?;
     let ft = FileType::from_raw_mode(u32::from(st.stx_mode));
     if ft != FileType::RegularFile {
@@ -401,42 +400,6 @@ fn regular_file(handle: &Handle) -> anyhow::Result<()> {
             kind: format!("{ft:?}"),
         }
         .into());
-    }
-    Ok(())
-}
-
-/// Runs a poststop step on the rootfs `root` (as the host sees it; its
-/// mount id is `root_mnt`).
-pub(super) fn run_rootfs(step: &RootfsStep, root: &Root, root_mnt: u64) -> anyhow::Result<()> {
-    match step {
-        RootfsStep::ClearFile { dest, expected } => clear_file(root, root_mnt, dest, expected),
-    }
-}
-
-fn clear_file(root: &Root, root_mnt: u64, dest: &Path, expected: &str) -> anyhow::Result<()> {
-    let handle = match root.resolve(dest) {
-        Ok(h) => h,
-        Err(e) if is_enoent(&e) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    regular_file(&handle)?;
-    if mnt_id(handle.as_fd())? != root_mnt {
-        log::warn!(
-            "{} resolves out of the image's own file system; left alone",
-            dest.display()
-        );
-        return Ok(());
-    }
-    let mut contents = String::new();
-    handle
-        .reopen(OpenFlags::O_RDONLY)?
-        .take(128)
-        .read_to_string(&mut contents)?;
-    if contents.trim() == expected {
-        handle.reopen(OpenFlags::O_WRONLY | OpenFlags::O_TRUNC)?;
-        log::debug!("emptied {}", dest.display());
-    } else if !contents.trim().is_empty() {
-        log::info!("{} holds another id; left alone", dest.display());
     }
     Ok(())
 }

@@ -28,9 +28,9 @@
 //! removed, ownership restored); mounts live in the container's namespace and
 //! vanish with it.
 //!
-//! By concern: [`host`] (pin, host directories, cgroup delegation, the host
-//! objects, the undo), [`container`] (the namespace work and the poststop
-//! rootfs steps), [`guard`] (the safety policy, pure). A refusal of the
+//! By concern: `host` (pin, host directories, cgroup delegation, the host
+//! objects, the undo), `container` (the namespace work), `rootfs` (the
+//! poststop steps on the rootfs), [`guard`] (the safety policy, pure). A refusal of the
 //! policy is an [`ApplyError::Refused`], anything else an
 //! [`ApplyError::Failed`].
 
@@ -48,6 +48,7 @@ use crate::plan::{Plan, PoststopPlan};
 mod container;
 pub mod guard;
 mod host;
+mod rootfs;
 
 pub use guard::Refusal;
 pub use host::JOURNAL_MARKER_XATTR;
@@ -168,7 +169,7 @@ fn poststop_inner(plan: &PoststopPlan, rootfs: &Path) -> anyhow::Result<()> {
     let root_mnt = mnt_id(root.as_fd())?;
     for step in &plan.rootfs {
         log::debug!(oci_action = step.kind(); "{step}");
-        container::run_rootfs(step, &root, root_mnt).with_context(|| step.to_string())?;
+        rootfs::run(step, &root, root_mnt).with_context(|| step.to_string())?;
     }
     Ok(())
 }

@@ -1,0 +1,50 @@
+//! The poststop side on the rootfs as the host sees it (`root.path`, the
+//! container's mount namespace is gone): undo what prestart wrote into the
+//! image.
+
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use pathrs::Root;
+use pathrs::flags::OpenFlags;
+
+use super::container::regular_file;
+use super::{is_enoent, mnt_id};
+use crate::plan::RootfsStep;
+
+/// Runs a poststop step on the rootfs `root` (as the host sees it; its
+/// mount id is `root_mnt`).
+pub(super) fn run(step: &RootfsStep, root: &Root, root_mnt: u64) -> anyhow::Result<()> {
+    match step {
+        RootfsStep::ClearFile { dest, expected } => clear_file(root, root_mnt, dest, expected),
+    }
+}
+
+fn clear_file(root: &Root, root_mnt: u64, dest: &Path, expected: &str) -> anyhow::Result<()> {
+    let handle = match root.resolve(dest) {
+        Ok(h) => h,
+        Err(e) if is_enoent(&e) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    regular_file(&handle)?;
+    if mnt_id(handle.as_fd())? != root_mnt {
+        log::warn!(
+            "{} resolves out of the image's own file system; left alone",
+            dest.display()
+        );
+        return Ok(());
+    }
+    let mut contents = String::new();
+    handle
+        .reopen(OpenFlags::O_RDONLY)?
+        .take(128)
+        .read_to_string(&mut contents)?;
+    if contents.trim() == expected {
+        handle.reopen(OpenFlags::O_WRONLY | OpenFlags::O_TRUNC)?;
+        log::debug!("emptied {}", dest.display());
+    } else if !contents.trim().is_empty() {
+        log::info!("{} holds another id; left alone", dest.display());
+    }
+    Ok(())
+}
