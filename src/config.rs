@@ -379,6 +379,9 @@ mod tests {
         parse(json.as_bytes(), Path::new("/b"))
     }
 
+    /// A change to [`base`].
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
     /// A `runc spec` config (runc 1.1), with the hook's own args.
     fn base() -> serde_json::Value {
         serde_json::json!({
@@ -473,7 +476,7 @@ mod tests {
 
     #[test]
     fn unused_odd_fields_are_ignored() {
-        let odd: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+        let odd: Vec<(&str, Edit)> = vec![
             (
                 "unknown top-level keys",
                 Box::new(|v| {
@@ -600,7 +603,7 @@ mod tests {
 
     #[test]
     fn malformed_used_fields_are_named() {
-        let bad: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+        let bad: Vec<(&str, Edit)> = vec![
             ("root.path", Box::new(|v| v["root"]["path"] = 5.into())),
             (
                 "root.readonly",
@@ -809,7 +812,7 @@ mod tests {
             r#"{"namespaces":[{"type":"user"}],"uidMappings":[{"containerID":1,"hostID":100000,"size":10}],"gidMappings":[{"containerID":0,"hostID":1,"size":1}]}"#,
             r#"{"uidMappings":[{"containerID":0,"hostID":100000,"size":10}]}"#,
         ] {
-            let s = (format!(r#"{{"ociVersion":"1.0.2","root":{{"path":"r"}},"linux":{linux}}}"#));
+            let s = format!(r#"{{"ociVersion":"1.0.2","root":{{"path":"r"}},"linux":{linux}}}"#);
             let e = parse(s.as_bytes(), Path::new("/b")).unwrap_err();
             assert!(matches!(e, ConfigError::IdMapping(_)), "{linux}: {e}");
         }

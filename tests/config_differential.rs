@@ -449,12 +449,14 @@ fn the_hook_refuses_only_what_the_runtimes_refuse() {
             .filter(|(_, v)| v.is_ok())
             .map(|(rt, _)| rt.name)
             .collect();
-        if hook.is_err() && !run_by.is_empty() && var.hook_needs.is_none() {
+        if let Err(e) = &hook
+            && !run_by.is_empty()
+            && var.hook_needs.is_none()
+        {
             failures.push(format!(
-                "{}: the hook refuses a config that {} runs: {}",
+                "{}: the hook refuses a config that {} runs: {e}",
                 var.name,
                 run_by.join(" and "),
-                hook.as_ref().unwrap_err()
             ));
         }
         if i == 0 {
