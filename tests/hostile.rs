@@ -490,3 +490,88 @@ fn a_machine_id_hard_linked_out_of_the_image_is_never_written_through() {
     assert_ok(&post);
     assert!(String::from_utf8_lossy(&post.stderr).contains("left alone"));
 }
+
+/// IN_OPEN events read so far from a non-blocking inotify fd.
+fn inotify_opens(inotify: &std::os::fd::OwnedFd) -> u64 {
+    use rustix::fs::inotify::{ReadFlags, Reader};
+    let mut buf = [std::mem::MaybeUninit::uninit(); 4096];
+    let mut reader = Reader::new(inotify, &mut buf);
+    let mut n = 0;
+    loop {
+        match reader.next() {
+            Ok(ev) if ev.events().contains(ReadFlags::OPEN) => n += 1,
+            Ok(_) => {}
+            Err(rustix::io::Errno::AGAIN) => return n,
+            Err(e) => panic!("inotify read: {e}"),
+        }
+    }
+}
+
+#[test]
+#[serial_test::serial]
+fn copy_up_never_opens_a_device_or_fifo_swapped_in_by_a_concurrent_writer() {
+    use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
+    use rustix::fs::{FileType, Mode, RenameFlags, makedev, mknodat, renameat_with};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const ITERATIONS: usize = 50;
+    const VICTIMS: usize = 256;
+    // Every open of a swapped-in node (by any path, any namespace) is an
+    // IN_OPEN event on its inode; an O_PATH open is none.
+    let ino = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).unwrap();
+    let (mut opened, mut skipped, mut copied) = (0, 0, 0);
+    for _ in 0..ITERATIONS {
+        let sb = Sandbox::new(json!({}));
+        let run = sb.rootfs.join("run");
+        let stash = sb.dir.path().join("stash");
+        std::fs::create_dir(&stash).unwrap();
+        for i in 0..VICTIMS {
+            std::fs::write(run.join(format!("v{i}")), format!("regular {i}\n")).unwrap();
+            let node = stash.join(format!("v{i}"));
+            // Half /dev/zero (copied, it would pass the 32 MiB bound), half FIFOs.
+            let (ft, dev) = if i % 2 == 0 {
+                (FileType::CharacterDevice, makedev(1, 5))
+            } else {
+                (FileType::Fifo, 0)
+            };
+            mknodat(rustix::fs::CWD, &node, ft, Mode::from_raw_mode(0o666), dev).unwrap();
+            inotify::add_watch(&ino, &node, WatchFlags::OPEN).unwrap();
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (stop, run, stash) = (stop.clone(), run.clone(), stash.clone());
+            std::thread::spawn(move || {
+                let (r, s) = (
+                    std::fs::File::open(&run).unwrap(),
+                    std::fs::File::open(&stash).unwrap(),
+                );
+                while !stop.load(Ordering::Relaxed) {
+                    for i in 0..VICTIMS {
+                        let n = format!("v{i}");
+                        renameat_with(&r, &n, &s, &n, RenameFlags::EXCHANGE).unwrap();
+                    }
+                }
+            })
+        };
+        let pre = sb.prestart();
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert_ok(&pre);
+        opened += inotify_opens(&ino);
+        for i in 0..VICTIMS {
+            match sb.read(&format!("/run/v{i}")) {
+                Ok(content) => {
+                    assert_eq!(content, format!("regular {i}\n").into_bytes());
+                    copied += 1;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => skipped += 1,
+                Err(e) => panic!("/run/v{i}: {e}"),
+            }
+        }
+    }
+    eprintln!(
+        "{ITERATIONS} copy-ups of {VICTIMS} swapped entries: {copied} copied as files, {skipped} skipped as special, {opened} opens of a device or FIFO"
+    );
+    assert_eq!(opened, 0, "copy-up opened a swapped-in device or FIFO");
+}
