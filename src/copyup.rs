@@ -128,13 +128,9 @@ fn copy_dir(
                 stats.skipped_special += 1;
                 continue;
             }
-            Entry::Copy(st, opened) => (st, opened),
+            Entry::Copy(owner, opened) => (owner, opened),
         };
-        let mode = Mode::from_raw_mode(u32::from(st.stx_mode) & 0o7777);
-        let (uid, gid) = (
-            Some(Uid::from_raw(st.stx_uid)),
-            Some(Gid::from_raw(st.stx_gid)),
-        );
+        let (mode, uid, gid) = (st.mode, Some(st.uid), Some(st.gid));
         stats.entries += 1;
         if stats.entries > limits.max_entries {
             return Err(CopyError::Bound(format!("{} entries", limits.max_entries)));
@@ -192,8 +188,16 @@ enum Entry {
     OtherMount,
     /// A device node, FIFO or socket: never opened for I/O, skipped.
     Special(FileType),
-    /// To copy: its `statx` and what to copy it from.
-    Copy(rustix::fs::Statx, Opened),
+    /// To copy: its owner and permission bits, and what to copy it from.
+    Copy(Owner, Opened),
+}
+
+/// Owner and permission bits (`st_mode & 0o7777`) of an entry.
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    mode: Mode,
+    uid: Uid,
+    gid: Gid,
 }
 
 /// A directory entry opened for copying, after its type was checked.
@@ -241,7 +245,12 @@ fn open_entry(dir: BorrowedFd<'_>, name: &CStr, mnt_id: u64) -> io::Result<Entry
         FileType::Symlink => Opened::Symlink(readlinkat(&path, "", Vec::new())?),
         other => return Ok(Entry::Special(other)),
     };
-    Ok(Entry::Copy(st, opened))
+    let owner = Owner {
+        mode: Mode::from_raw_mode(u32::from(st.stx_mode) & 0o7777),
+        uid: Uid::from_raw(st.stx_uid),
+        gid: Gid::from_raw(st.stx_gid),
+    };
+    Ok(Entry::Copy(owner, opened))
 }
 
 #[cfg(test)]

@@ -364,7 +364,10 @@ impl FakeHost {
             let ino = std::fs::metadata(format!("/proc/{}/root/", host.pid()))
                 .map(|m| m.ino())
                 .unwrap_or(0);
-            if ino == want && ns_inode(host.pid()) != ours {
+            // Ready when the script got to its last line (`exec sleep`).
+            let comm =
+                std::fs::read_to_string(format!("/proc/{}/comm", host.pid())).unwrap_or_default();
+            if ino == want && ns_inode(host.pid()) != ours && comm.trim() == "sleep" {
                 break;
             }
             if let Some(st) = host.holder.try_wait().unwrap() {
