@@ -13,27 +13,31 @@ use pathrs::{Handle, Root};
 use procfs::process::MountInfo;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags, statx};
 
-use super::guard::{self, Refusal};
+use super::guard::{self, Foreign, HostIds, Refusal};
 use super::host::HostObjects;
-use super::{chown_to, identity, is_enoent, mnt_id, unresolvable};
+use super::{chown_to, file_facts, identity, is_enoent, mnt_id, unresolvable};
 use crate::config::Owner;
 use crate::plan::{ContainerStep, Plan, TmpfsOptions};
 use crate::{copyup, facts, mounts};
 
-/// Refuses a rootfs that is the root of the current mount namespace (a
-/// config.json whose `root.path` is `/`): the hook would work on the host.
-pub(super) fn refuse_namespace_root(root: &Root, rootfs: &Path) -> anyhow::Result<()> {
+/// Refuses a rootfs that is the root of the current mount namespace or the
+/// host's root directory (a config.json whose `root.path` is `/` or an alias
+/// of it): the hook would work on the host.
+pub(super) fn refuse_namespace_root(
+    root: &Root,
+    rootfs: &Path,
+    host: &HostIds,
+) -> anyhow::Result<()> {
     let slash = rustix::fs::open(
         "/",
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    guard::check_not_root(
-        identity(root.as_fd())?,
-        identity(slash.as_fd())?,
-        Refusal::RootfsIsNamespaceRoot {
-            rootfs: rootfs.to_path_buf(),
-        },
+    guard::check_rootfs(
+        rootfs,
+        file_facts(root.as_fd())?.id,
+        file_facts(slash.as_fd())?.id,
+        host,
     )?;
     Ok(())
 }
@@ -48,14 +52,16 @@ pub(super) struct Namespace {
     table: Vec<MountInfo>,
     /// Mount ids of the mounts the hook made.
     ours: Vec<u64>,
+    /// The host, as seen before the setns.
+    host: HostIds,
 }
 
 impl Namespace {
     /// Opens the rootfs (after setns) and works out where the hook may write.
-    pub(super) fn open(rootfs: &Path, plan: &Plan) -> anyhow::Result<Namespace> {
+    pub(super) fn open(rootfs: &Path, plan: &Plan, host: HostIds) -> anyhow::Result<Namespace> {
         let root =
             Root::open(rootfs).with_context(|| format!("open rootfs {}", rootfs.display()))?;
-        refuse_namespace_root(&root, rootfs)?;
+        refuse_namespace_root(&root, rootfs, &host)?;
         let table = facts::own_mount_table()?;
         let real_root = mounts::fd_path(root.as_fd())?;
         // config.json's own tmpfs mounts, and tmpfs mounts already at the
@@ -76,6 +82,7 @@ impl Namespace {
             writable,
             table,
             ours: Vec::new(),
+            host,
         })
     }
 
@@ -291,9 +298,23 @@ impl Namespace {
             _ => bail!("{} is not a file path", dest.display()),
         };
         let dir = self.mkdir(parent, 0o755)?;
+        self.create_in(&dir, name, dest, mode, owner)
+    }
+
+    /// Creates the regular file `name` in the directory `dir` (`dest` is its
+    /// container path, for messages), on a writable file system only; never
+    /// follows a symlink at `name`.
+    fn create_in(
+        &self,
+        dir: &Handle,
+        name: &std::ffi::OsStr,
+        dest: &Path,
+        mode: u32,
+        owner: Option<Owner>,
+    ) -> anyhow::Result<std::fs::File> {
         self.check_writable(dir.as_fd(), dest)?;
         let fd = rustix::fs::openat(
-            &dir,
+            dir,
             name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(mode),
@@ -381,13 +402,65 @@ impl Namespace {
             Ok(h) => {
                 regular_file(&h)?;
                 self.check_writable(h.as_fd(), dest)?;
-                h.reopen(OpenFlags::O_WRONLY | OpenFlags::O_TRUNC)?
+                match guard::foreign_machine_id(
+                    &file_facts(h.as_fd())?,
+                    &self.writable,
+                    self.host.machine_id,
+                ) {
+                    None => h.reopen(OpenFlags::O_WRONLY | OpenFlags::O_TRUNC)?,
+                    Some(Foreign::Linked(n)) => {
+                        // Never write through a hard link (e.g. to a file
+                        // outside the image, or an ostree checkout's object):
+                        // give the container a file of its own instead.
+                        log::warn!(
+                            "{} has {n} hard links; replaced by a file of the container's own, the other names are left as they are",
+                            dest.display()
+                        );
+                        return self.replace_file(dest, contents, mode, owner);
+                    }
+                    Some(why) => {
+                        return Err(Refusal::ForeignMachineId {
+                            dest: dest.to_path_buf(),
+                            why,
+                        }
+                        .into());
+                    }
+                }
             }
             Err(e) if is_enoent(&e) => self.create_file(dest, mode, owner)?,
             Err(e) => return Err(unresolvable(e, dest)),
         };
         file.write_all(contents)?;
         Ok(())
+    }
+
+    /// Writes `contents` to a new file next to `dest` and renames it over
+    /// `dest`: the file that was at `dest` is not opened, only unlinked from
+    /// that name.
+    fn replace_file(
+        &self,
+        dest: &Path,
+        contents: &[u8],
+        mode: u32,
+        owner: Option<Owner>,
+    ) -> anyhow::Result<()> {
+        let (parent, name) = match (dest.parent(), dest.file_name()) {
+            (Some(p), Some(n)) => (p, n),
+            _ => bail!("{} is not a file path", dest.display()),
+        };
+        let dir = self.root.resolve(parent)?;
+        let mut tmp = std::ffi::OsString::from(".");
+        tmp.push(name);
+        tmp.push(format!(".oci-systemd-hook-{}", std::process::id()));
+        let mut file = self.create_in(&dir, &tmp, dest, mode, owner)?;
+        let written = file
+            .write_all(contents)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(rustix::fs::renameat(&dir, &tmp, &dir, name)?));
+        if written.is_err() {
+            let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+        }
+        written.with_context(|| format!("replace {} inside the rootfs", dest.display()))
     }
 }
 

@@ -8,8 +8,11 @@
 //!   ([`writable_mounts`], [`check_writable`]);
 //! - never attach a mount onto a mount that is shared with another
 //!   namespace ([`check_attach`]);
-//! - never work on a rootfs that is the namespace's root, nor mount over the
-//!   rootfs root ([`check_not_root`]);
+//! - never work on a rootfs that is the namespace's or the host's root, by
+//!   device and inode ([`check_rootfs`]), nor mount over the rootfs root
+//!   ([`check_not_root`]);
+//! - write or empty `/etc/machine-id` only when it is the image's own file:
+//!   on its file system, not the host's, one link ([`foreign_machine_id`]);
 //! - never make writable or delegate a cgroup that holds a process outside
 //!   the container ([`check_cgroup_procs`]);
 //! - reuse a host directory only when it carries this container's mark
@@ -33,9 +36,13 @@ pub enum Refusal {
     /// would land on the host.
     #[error("process {pid} shares the hook's mount namespace; refusing to mount on the host")]
     HookNamespace { pid: i32 },
-    /// `root.path` is the root of the mount namespace (`/`).
-    #[error("the rootfs {} is the root of the mount namespace; refusing", rootfs.display())]
-    RootfsIsNamespaceRoot { rootfs: PathBuf },
+    /// `root.path` is a root directory (`what`: the mount namespace's or the
+    /// host's), e.g. `/` or an alias of it.
+    #[error("the rootfs {} is {what}; refusing", rootfs.display())]
+    RootfsIsRoot { rootfs: PathBuf, what: &'static str },
+    /// The machine-id file in the rootfs is not the image's own (`why`).
+    #[error("{} {why}; refusing to write it", dest.display())]
+    ForeignMachineId { dest: PathBuf, why: Foreign },
     /// A container path resolves to the rootfs root, which would be mounted
     /// over.
     #[error("{} resolves to the rootfs root; refusing to mount over the whole image", dest.display())]
@@ -89,6 +96,107 @@ pub enum Refusal {
 /// What names a file for "is it the same object": mount id, inode, device
 /// major and minor (`statx`).
 pub type Identity = (u64, u64, u32, u32);
+
+/// A file's identity: device (major, minor) and inode number. Unlike the
+/// mount id it is the same through every alias of the file (a bind mount,
+/// `/proc/<pid>/root` of a process in another mount namespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: (u32, u32),
+    pub ino: u64,
+}
+
+/// What the hook knows of a file it found in the rootfs (`statx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileFacts {
+    pub id: FileId,
+    pub mnt_id: u64,
+    pub nlink: u32,
+}
+
+/// The host as the hook sees it before joining the container's mount
+/// namespace (at poststop: the namespace it runs in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostIds {
+    /// The hook's own root directory.
+    pub root: FileId,
+    /// The host's `/etc/machine-id` (symlinks followed), when it exists.
+    pub machine_id: Option<FileId>,
+}
+
+/// Why a file found at `/etc/machine-id` in the rootfs is not the image's
+/// own and must not be written in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Foreign {
+    /// On another mount than the image's own file system.
+    OtherMount,
+    /// The host's own `/etc/machine-id` (reached through an alias).
+    HostMachineId,
+    /// A hard link: another name, maybe outside the image, shares the file.
+    Linked(u32),
+}
+
+impl std::fmt::Display for Foreign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Foreign::OtherMount => f.write_str("resolves out of the image's own file system"),
+            Foreign::HostMachineId => f.write_str("is the host's own /etc/machine-id"),
+            Foreign::Linked(n) => write!(
+                f,
+                "has {n} hard links (another name, maybe outside the image, shares it)"
+            ),
+        }
+    }
+}
+
+/// Decides whether the machine-id file `file` is the image's own: on one of
+/// the `image_mounts`, not the host's machine-id, a single link.
+pub fn foreign_machine_id(
+    file: &FileFacts,
+    image_mounts: &[u64],
+    host_machine_id: Option<FileId>,
+) -> Option<Foreign> {
+    if host_machine_id == Some(file.id) {
+        Some(Foreign::HostMachineId)
+    } else if !image_mounts.contains(&file.mnt_id) {
+        Some(Foreign::OtherMount)
+    } else if file.nlink > 1 {
+        Some(Foreign::Linked(file.nlink))
+    } else {
+        None
+    }
+}
+
+/// Which root directory the rootfs `root` is, if it is one: the current
+/// mount namespace's or the host's. Compared by device and inode, so an
+/// alias (`/proc/<pid>/root/.` of a process in another namespace, a bind
+/// mount of `/`) is caught too.
+pub fn root_alias(root: FileId, namespace_root: FileId, host: &HostIds) -> Option<&'static str> {
+    if root == namespace_root {
+        Some("the root of the mount namespace")
+    } else if root == host.root {
+        Some("the host's root directory")
+    } else {
+        None
+    }
+}
+
+/// Refuses a rootfs (`rootfs`, identity `root`) that is a root directory
+/// (see [`root_alias`]).
+pub fn check_rootfs(
+    rootfs: &Path,
+    root: FileId,
+    namespace_root: FileId,
+    host: &HostIds,
+) -> Result<(), Refusal> {
+    match root_alias(root, namespace_root, host) {
+        Some(what) => Err(Refusal::RootfsIsRoot {
+            rootfs: rootfs.to_path_buf(),
+            what,
+        }),
+        None => Ok(()),
+    }
+}
 
 /// Refuses when `what` (the rootfs or a mount target) is the same object as
 /// `root` (the namespace's `/`, or the rootfs root); `refusal` says which.

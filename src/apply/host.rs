@@ -14,8 +14,8 @@ use pathrs::flags::OpenFlags;
 use pathrs::{Handle, Root};
 use rustix::fs::{Mode, OFlags};
 
-use super::chown_to;
-use super::guard::{self, Refusal};
+use super::guard::{self, HostIds, Refusal};
+use super::{chown_to, file_facts};
 use crate::config::Owner;
 use crate::mounts;
 use crate::plan::{HostSource, HostStep, ObjectId, PoststopHostStep};
@@ -110,6 +110,20 @@ pub(super) fn pin_container(pid: i32) -> anyhow::Result<Container> {
         return Err(Refusal::HookNamespace { pid }.into());
     }
     Ok(Container { mnt_ns, mnt_ns_ino })
+}
+
+/// The host's root directory and machine-id, by device and inode, read in
+/// the hook's own mount namespace (before the setns at prestart).
+pub(super) fn host_ids() -> anyhow::Result<HostIds> {
+    let open = |p: &str| {
+        rustix::fs::open(p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+            .and_then(|fd| file_facts(fd.as_fd()))
+            .map(|f| f.id)
+    };
+    Ok(HostIds {
+        root: open("/").context("stat the host's /")?,
+        machine_id: open("/etc/machine-id").ok(),
+    })
 }
 
 /// What the host steps produced for the container steps: the detached

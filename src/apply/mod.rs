@@ -120,8 +120,10 @@ fn prestart_inner(
     rootfs: &Path,
     undo: &mut host::Undo,
 ) -> anyhow::Result<()> {
-    // 1. Pin and check the container.
+    // 1. Pin and check the container; note what the host's root and
+    // machine-id are before leaving its namespace.
     let container = host::pin_container(pid)?;
+    let host_ids = host::host_ids()?;
     // 2. Host side.
     let mut objects = host::run(&plan.host, &container, undo)?;
     // 3. Join the container's mount namespace and work under the rootfs.
@@ -130,7 +132,7 @@ fn prestart_inner(
         Some(rustix::thread::LinkNameSpaceType::Mount),
     )
     .with_context(|| format!("setns into the mount namespace of {pid}"))?;
-    let mut ns = container::Namespace::open(rootfs, plan)?;
+    let mut ns = container::Namespace::open(rootfs, plan, host_ids)?;
     for step in &plan.container {
         log::debug!(oci_action = step.kind(); "{step}");
         ns.run(step, &mut objects)
@@ -165,11 +167,12 @@ fn poststop_inner(plan: &PoststopPlan, rootfs: &Path) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).with_context(|| format!("open rootfs {}", rootfs.display())),
     };
-    container::refuse_namespace_root(&root, rootfs)?;
+    let host_ids = host::host_ids()?;
+    container::refuse_namespace_root(&root, rootfs, &host_ids)?;
     let root_mnt = mnt_id(root.as_fd())?;
     for step in &plan.rootfs {
         log::debug!(oci_action = step.kind(); "{step}");
-        rootfs::run(step, &root, root_mnt).with_context(|| step.to_string())?;
+        rootfs::run(step, &root, root_mnt, &host_ids).with_context(|| step.to_string())?;
     }
     Ok(())
 }
@@ -207,6 +210,23 @@ fn chown_to(fd: BorrowedFd<'_>, owner: Owner) -> rustix::io::Result<()> {
         Some(Gid::from_raw(owner.gid)),
         AtFlags::EMPTY_PATH,
     )
+}
+
+fn file_facts(fd: BorrowedFd<'_>) -> rustix::io::Result<guard::FileFacts> {
+    let st = statx(
+        fd,
+        "",
+        AtFlags::EMPTY_PATH,
+        StatxFlags::INO | StatxFlags::NLINK | StatxFlags::MNT_ID,
+    )?;
+    Ok(guard::FileFacts {
+        id: guard::FileId {
+            dev: (st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+        },
+        mnt_id: st.stx_mnt_id,
+        nlink: st.stx_nlink,
+    })
 }
 
 fn mnt_id(fd: BorrowedFd<'_>) -> anyhow::Result<u64> {

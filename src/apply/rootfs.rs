@@ -10,29 +10,45 @@ use pathrs::Root;
 use pathrs::flags::OpenFlags;
 
 use super::container::regular_file;
-use super::{is_enoent, mnt_id};
+use super::guard::{self, HostIds};
+use super::{file_facts, is_enoent};
 use crate::plan::RootfsStep;
 
 /// Runs a poststop step on the rootfs `root` (as the host sees it; its
 /// mount id is `root_mnt`).
-pub(super) fn run(step: &RootfsStep, root: &Root, root_mnt: u64) -> anyhow::Result<()> {
+pub(super) fn run(
+    step: &RootfsStep,
+    root: &Root,
+    root_mnt: u64,
+    host: &HostIds,
+) -> anyhow::Result<()> {
     match step {
-        RootfsStep::ClearFile { dest, expected } => clear_file(root, root_mnt, dest, expected),
+        RootfsStep::ClearFile { dest, expected } => {
+            clear_file(root, root_mnt, dest, expected, host)
+        }
     }
 }
 
-fn clear_file(root: &Root, root_mnt: u64, dest: &Path, expected: &str) -> anyhow::Result<()> {
+/// Empties the machine-id file `dest` in the rootfs if it holds `expected`;
+/// leaves alone (with a warning) a file that is not the image's own (see
+/// [`guard::foreign_machine_id`]).
+fn clear_file(
+    root: &Root,
+    root_mnt: u64,
+    dest: &Path,
+    expected: &str,
+    host: &HostIds,
+) -> anyhow::Result<()> {
     let handle = match root.resolve(dest) {
         Ok(h) => h,
         Err(e) if is_enoent(&e) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
     regular_file(&handle)?;
-    if mnt_id(handle.as_fd())? != root_mnt {
-        log::warn!(
-            "{} resolves out of the image's own file system; left alone",
-            dest.display()
-        );
+    if let Some(why) =
+        guard::foreign_machine_id(&file_facts(handle.as_fd())?, &[root_mnt], host.machine_id)
+    {
+        log::warn!("{} {why}; left alone", dest.display());
         return Ok(());
     }
     let mut contents = String::new();

@@ -183,3 +183,71 @@ fn the_same_object_is_refused() {
     assert_eq!(check_not_root((1, 2, 3, 4), (1, 2, 3, 4), r()), Err(r()));
     assert_eq!(check_not_root((1, 2, 3, 5), (1, 2, 3, 4), r()), Ok(()));
 }
+
+const A: FileId = FileId {
+    dev: (8, 1),
+    ino: 2,
+};
+const B: FileId = FileId {
+    dev: (8, 1),
+    ino: 77,
+};
+
+fn facts(id: FileId, mnt_id: u64, nlink: u32) -> FileFacts {
+    FileFacts { id, mnt_id, nlink }
+}
+
+#[test]
+fn a_machine_id_is_the_images_own_only_on_its_mount_with_one_link_and_not_the_hosts() {
+    assert_eq!(foreign_machine_id(&facts(B, 5, 1), &[5], Some(A)), None);
+    assert_eq!(foreign_machine_id(&facts(B, 5, 1), &[4, 5], None), None);
+    assert_eq!(
+        foreign_machine_id(&facts(B, 6, 1), &[5], Some(A)),
+        Some(Foreign::OtherMount)
+    );
+    assert_eq!(
+        foreign_machine_id(&facts(B, 5, 2), &[5], Some(A)),
+        Some(Foreign::Linked(2))
+    );
+    // The host's file is refused whatever mount it is reached through.
+    assert_eq!(
+        foreign_machine_id(&facts(A, 5, 1), &[5], Some(A)),
+        Some(Foreign::HostMachineId)
+    );
+}
+
+#[test]
+fn a_rootfs_is_a_root_alias_by_device_and_inode() {
+    let host = HostIds {
+        root: A,
+        machine_id: None,
+    };
+    assert_eq!(root_alias(B, A, &host), None);
+    assert_eq!(
+        root_alias(A, A, &host),
+        Some("the root of the mount namespace")
+    );
+    // The container's namespace has another root (after pivot_root, a
+    // chroot'ed runtime), the rootfs is still the host's.
+    let other = FileId {
+        dev: (0, 40),
+        ino: 2,
+    };
+    assert_eq!(
+        root_alias(A, other, &host),
+        Some("the host's root directory")
+    );
+    assert_eq!(root_alias(B, other, &host), None);
+    // Same inode on another device is another directory.
+    let same_ino = FileId {
+        dev: (8, 2),
+        ino: 2,
+    };
+    assert_eq!(root_alias(same_ino, other, &host), None);
+    assert_eq!(
+        check_rootfs(Path::new("/"), A, A, &host)
+            .unwrap_err()
+            .to_string(),
+        "the rootfs / is the root of the mount namespace; refusing"
+    );
+}
