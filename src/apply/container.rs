@@ -11,36 +11,17 @@ use anyhow::{Context, bail};
 use pathrs::flags::OpenFlags;
 use pathrs::{Handle, Root};
 use procfs::process::MountInfo;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags, statx};
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
 use super::guard::{self, Foreign, HostIds, Refusal};
 use super::host::HostObjects;
-use super::{chown_to, file_facts, identity, is_enoent, mnt_id, unresolvable};
+use super::{
+    chown_to, file_facts, identity, is_enoent, mnt_id, refuse_namespace_root, regular_file,
+    unresolvable,
+};
 use crate::config::Owner;
 use crate::plan::{ContainerStep, Plan, TmpfsOptions};
 use crate::{copyup, facts, mounts};
-
-/// Refuses a rootfs that is the root of the current mount namespace or the
-/// host's root directory (a config.json whose `root.path` is `/` or an alias
-/// of it): the hook would work on the host.
-pub(super) fn refuse_namespace_root(
-    root: &Root,
-    rootfs: &Path,
-    host: &HostIds,
-) -> anyhow::Result<()> {
-    let slash = rustix::fs::open(
-        "/",
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    guard::check_rootfs(
-        rootfs,
-        file_facts(root.as_fd())?.id,
-        file_facts(slash.as_fd())?.id,
-        host,
-    )?;
-    Ok(())
-}
 
 /// Inside the container's mount namespace: the rootfs and where the hook may
 /// create and write.
@@ -462,17 +443,4 @@ impl Namespace {
         }
         written.with_context(|| format!("replace {} inside the rootfs", dest.display()))
     }
-}
-
-/// Refuses anything but a regular file.
-pub(super) fn regular_file(handle: &Handle) -> anyhow::Result<()> {
-    let st = statx(handle.as_fd(), "", AtFlags::EMPTY_PATH, StatxFlags::TYPE)?;
-    let ft = FileType::from_raw_mode(u32::from(st.stx_mode));
-    if ft != FileType::RegularFile {
-        return Err(Refusal::NotRegularFile {
-            kind: format!("{ft:?}"),
-        }
-        .into());
-    }
-    Ok(())
 }

@@ -38,12 +38,13 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 use anyhow::Context;
-use pathrs::Root;
 use pathrs::error::ErrorKind;
-use rustix::fs::{AtFlags, Gid, StatxFlags, Uid, chownat, statx};
+use pathrs::{Handle, Root};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, StatxFlags, Uid, chownat, statx};
 
 use crate::config::Owner;
 use crate::plan::{Plan, PoststopPlan};
+use guard::HostIds;
 
 mod container;
 pub mod guard;
@@ -168,7 +169,7 @@ fn poststop_inner(plan: &PoststopPlan, rootfs: &Path) -> anyhow::Result<()> {
         Err(e) => return Err(e).with_context(|| format!("open rootfs {}", rootfs.display())),
     };
     let host_ids = host::host_ids()?;
-    container::refuse_namespace_root(&root, rootfs, &host_ids)?;
+    refuse_namespace_root(&root, rootfs, &host_ids)?;
     let root_mnt = mnt_id(root.as_fd())?;
     for step in &plan.rootfs {
         log::debug!(oci_action = step.kind(); "{step}");
@@ -199,6 +200,37 @@ fn unresolvable(e: pathrs::error::Error, path: &Path) -> anyhow::Error {
     } else {
         anyhow::Error::new(e).context(refusal.to_string())
     }
+}
+
+/// Refuses a rootfs that is the root of the current mount namespace or the
+/// host's root directory (a config.json whose `root.path` is `/` or an alias
+/// of it): the hook would work on the host.
+fn refuse_namespace_root(root: &Root, rootfs: &Path, host: &HostIds) -> anyhow::Result<()> {
+    let slash = rustix::fs::open(
+        "/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    guard::check_rootfs(
+        rootfs,
+        file_facts(root.as_fd())?.id,
+        file_facts(slash.as_fd())?.id,
+        host,
+    )?;
+    Ok(())
+}
+
+/// Refuses anything but a regular file.
+fn regular_file(handle: &Handle) -> anyhow::Result<()> {
+    let st = statx(handle.as_fd(), "", AtFlags::EMPTY_PATH, StatxFlags::TYPE)?;
+    let ft = FileType::from_raw_mode(u32::from(st.stx_mode));
+    if ft != FileType::RegularFile {
+        return Err(Refusal::NotRegularFile {
+            kind: format!("{ft:?}"),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Gives the object `fd` refers to (an O_PATH fd is enough) to `owner`.

@@ -9,9 +9,8 @@ use std::path::Path;
 use pathrs::Root;
 use pathrs::flags::OpenFlags;
 
-use super::container::regular_file;
 use super::guard::{self, HostIds};
-use super::{file_facts, is_enoent};
+use super::{file_facts, is_enoent, regular_file};
 use crate::plan::RootfsStep;
 
 /// Runs a poststop step on the rootfs `root` (as the host sees it; its
