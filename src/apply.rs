@@ -152,8 +152,10 @@ fn prestart_inner<'a>(
     rootfs: &Path,
     undo: &mut Vec<Undo>,
 ) -> anyhow::Result<()> {
-    // 1. Pin and check the container.
+    // 1. Pin and check the container; note what the host's root and
+    // machine-id are before leaving its namespace.
     let container = pin_container(pid)?;
+    let host = Host::read()?;
 
     // 2. Host side.
     let mut sources: Vec<Option<OwnedFd>> = Vec::with_capacity(plan.actions.len());
@@ -217,7 +219,7 @@ fn prestart_inner<'a>(
         Some(rustix::thread::LinkNameSpaceType::Mount),
     )
     .with_context(|| format!("setns into the mount namespace of {pid}"))?;
-    let mut ns = Namespace::open(rootfs, plan)?;
+    let mut ns = Namespace::open(rootfs, plan, host)?;
     for (action, source) in plan.actions.iter().zip(sources) {
         log::debug!(oci_action = action.kind(); "{action}");
         ns.run(action, source).with_context(|| action.to_string())?;
@@ -241,12 +243,14 @@ pub fn poststop(plan: &Plan, rootfs: &Path) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).with_context(|| format!("open rootfs {}", rootfs.display())),
     };
-    refuse_namespace_root(&root, rootfs)?;
+    let host = Host::read()?;
+    refuse_namespace_root(&root, rootfs, &host)?;
     let root_mnt = mnt_id(root.as_fd())?;
     for action in &plan.actions {
         match action {
             Action::ClearFile { dest, expected } => {
-                clear_file(&root, root_mnt, dest, expected).with_context(|| action.to_string())?
+                clear_file(&root, root_mnt, dest, expected, &host)
+                    .with_context(|| action.to_string())?
             }
             other => bail!("{other}: not a poststop action"),
         }
@@ -284,19 +288,132 @@ fn identity(fd: BorrowedFd<'_>) -> anyhow::Result<(u64, u64, u32, u32)> {
     ))
 }
 
-/// Refuses a rootfs that is the root of the current mount namespace (a
-/// config.json whose `root.path` is `/`): the hook would work on the host.
-fn refuse_namespace_root(root: &Root, rootfs: &Path) -> anyhow::Result<()> {
+/// A file's identity: device (major, minor) and inode number. Unlike the
+/// mount id it is the same through every alias of the file (a bind mount,
+/// `/proc/<pid>/root` of a process in another mount namespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: (u32, u32),
+    ino: u64,
+}
+
+/// What the hook knows of a file it found in the rootfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileFacts {
+    id: FileId,
+    mnt_id: u64,
+    nlink: u32,
+}
+
+fn file_facts(fd: BorrowedFd<'_>) -> rustix::io::Result<FileFacts> {
+    let st = statx(
+        fd,
+        "",
+        AtFlags::EMPTY_PATH,
+        StatxFlags::INO | StatxFlags::NLINK | StatxFlags::MNT_ID,
+    )?;
+    Ok(FileFacts {
+        id: FileId {
+            dev: (st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+        },
+        mnt_id: st.stx_mnt_id,
+        nlink: st.stx_nlink,
+    })
+}
+
+/// The host as the hook sees it before joining the container's mount
+/// namespace (at poststop: the namespace it runs in).
+struct Host {
+    /// The hook's own root directory.
+    root: FileId,
+    /// The host's `/etc/machine-id` (symlinks followed), when it exists.
+    machine_id: Option<FileId>,
+}
+
+impl Host {
+    fn read() -> anyhow::Result<Host> {
+        let open = |p: &str| {
+            rustix::fs::open(p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+                .and_then(|fd| file_facts(fd.as_fd()))
+                .map(|f| f.id)
+        };
+        Ok(Host {
+            root: open("/").context("stat the host's /")?,
+            machine_id: open("/etc/machine-id").ok(),
+        })
+    }
+}
+
+/// Why a file found at `/etc/machine-id` in the rootfs is not the image's
+/// own and must not be written in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Foreign {
+    /// On another mount than the image's own file system.
+    OtherMount,
+    /// The host's own `/etc/machine-id` (reached through an alias).
+    HostMachineId,
+    /// A hard link: another name, maybe outside the image, shares the file.
+    Linked(u32),
+}
+
+impl std::fmt::Display for Foreign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Foreign::OtherMount => f.write_str("resolves out of the image's own file system"),
+            Foreign::HostMachineId => f.write_str("is the host's own /etc/machine-id"),
+            Foreign::Linked(n) => write!(
+                f,
+                "has {n} hard links (another name, maybe outside the image, shares it)"
+            ),
+        }
+    }
+}
+
+/// Decides whether the machine-id file `file` is the image's own: on one of
+/// the `image_mounts`, not the host's machine-id, a single link.
+fn foreign_machine_id(
+    file: &FileFacts,
+    image_mounts: &[u64],
+    host_machine_id: Option<FileId>,
+) -> Option<Foreign> {
+    if host_machine_id == Some(file.id) {
+        Some(Foreign::HostMachineId)
+    } else if !image_mounts.contains(&file.mnt_id) {
+        Some(Foreign::OtherMount)
+    } else if file.nlink > 1 {
+        Some(Foreign::Linked(file.nlink))
+    } else {
+        None
+    }
+}
+
+/// Which root directory the rootfs `root` is, if it is one: the current
+/// mount namespace's or the host's. Compared by device and inode, so an
+/// alias (`/proc/<pid>/root/.` of a process in another namespace, a bind
+/// mount of `/`) is caught too.
+fn root_alias(root: FileId, namespace_root: FileId, host: &Host) -> Option<&'static str> {
+    if root == namespace_root {
+        Some("the root of the mount namespace")
+    } else if root == host.root {
+        Some("the host's root directory")
+    } else {
+        None
+    }
+}
+
+/// Refuses a rootfs that is the root of the current mount namespace or the
+/// host's root directory (a config.json whose `root.path` is `/` or an alias
+/// of it): the hook would work on the host.
+fn refuse_namespace_root(root: &Root, rootfs: &Path, host: &Host) -> anyhow::Result<()> {
     let slash = rustix::fs::open(
         "/",
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    if identity(root.as_fd())? == identity(slash.as_fd())? {
-        bail!(
-            "the rootfs {} is the root of the mount namespace; refusing",
-            rootfs.display()
-        );
+    let slash = file_facts(slash.as_fd())?.id;
+    if let Some(what) = root_alias(file_facts(root.as_fd())?.id, slash, host) {
+        bail!("the rootfs {} is {what}; refusing", rootfs.display());
     }
     Ok(())
 }
@@ -459,13 +576,15 @@ struct Namespace {
     table: Vec<MountInfo>,
     /// Mount ids of the mounts the hook made.
     ours: Vec<u64>,
+    /// The host, as seen before the setns.
+    host: Host,
 }
 
 impl Namespace {
-    fn open(rootfs: &Path, plan: &Plan) -> anyhow::Result<Namespace> {
+    fn open(rootfs: &Path, plan: &Plan, host: Host) -> anyhow::Result<Namespace> {
         let root =
             Root::open(rootfs).with_context(|| format!("open rootfs {}", rootfs.display()))?;
-        refuse_namespace_root(&root, rootfs)?;
+        refuse_namespace_root(&root, rootfs, &host)?;
         let table = procfs::process::Process::myself()?.mountinfo()?.0;
         let mut writable = vec![mnt_id(root.as_fd())?];
         let real_root = mounts::fd_path(root.as_fd())?;
@@ -489,6 +608,7 @@ impl Namespace {
             writable,
             table,
             ours: Vec::new(),
+            host,
         })
     }
 
@@ -711,9 +831,23 @@ impl Namespace {
             _ => bail!("{} is not a file path", dest.display()),
         };
         let dir = self.mkdir(parent, 0o755)?;
+        self.create_in(&dir, name, dest, mode, owner)
+    }
+
+    /// Creates the regular file `name` in the directory `dir` (`dest` is its
+    /// container path, for messages), on a writable file system only; never
+    /// follows a symlink at `name`.
+    fn create_in(
+        &self,
+        dir: &Handle,
+        name: &std::ffi::OsStr,
+        dest: &Path,
+        mode: u32,
+        owner: Option<Owner>,
+    ) -> anyhow::Result<std::fs::File> {
         self.check_writable(dir.as_fd(), dest)?;
         let fd = rustix::fs::openat(
-            &dir,
+            dir,
             name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(mode),
@@ -792,7 +926,24 @@ impl Namespace {
             Ok(h) => {
                 regular_file(&h)?;
                 self.check_writable(h.as_fd(), dest)?;
-                h.reopen(OpenFlags::O_WRONLY | OpenFlags::O_TRUNC)?
+                match foreign_machine_id(
+                    &file_facts(h.as_fd())?,
+                    &self.writable,
+                    self.host.machine_id,
+                ) {
+                    None => h.reopen(OpenFlags::O_WRONLY | OpenFlags::O_TRUNC)?,
+                    Some(Foreign::Linked(n)) => {
+                        // Never write through a hard link (e.g. to a file
+                        // outside the image, or an ostree checkout's object):
+                        // give the container a file of its own instead.
+                        log::warn!(
+                            "{} has {n} hard links; replaced by a file of the container's own, the other names are left as they are",
+                            dest.display()
+                        );
+                        return self.replace_file(dest, contents, mode, owner);
+                    }
+                    Some(why) => bail!("{} {why}; refusing to write it", dest.display()),
+                }
             }
             Err(e) if is_enoent(&e) => self.create_file(dest, mode, owner)?,
             Err(e) => {
@@ -805,6 +956,35 @@ impl Namespace {
         file.write_all(contents)?;
         Ok(())
     }
+
+    /// Writes `contents` to a new file next to `dest` and renames it over
+    /// `dest`: the file that was at `dest` is not opened, only unlinked from
+    /// that name.
+    fn replace_file(
+        &self,
+        dest: &Path,
+        contents: &[u8],
+        mode: u32,
+        owner: Option<Owner>,
+    ) -> anyhow::Result<()> {
+        let (parent, name) = match (dest.parent(), dest.file_name()) {
+            (Some(p), Some(n)) => (p, n),
+            _ => bail!("{} is not a file path", dest.display()),
+        };
+        let dir = self.root.resolve(parent)?;
+        let mut tmp = std::ffi::OsString::from(".");
+        tmp.push(name);
+        tmp.push(format!(".oci-systemd-hook-{}", std::process::id()));
+        let mut file = self.create_in(&dir, &tmp, dest, mode, owner)?;
+        let written = file
+            .write_all(contents)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(rustix::fs::renameat(&dir, &tmp, &dir, name)?));
+        if written.is_err() {
+            let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+        }
+        written.with_context(|| format!("replace {} inside the rootfs", dest.display()))
+    }
 }
 
 fn regular_file(handle: &Handle) -> anyhow::Result<()> {
@@ -816,18 +996,26 @@ fn regular_file(handle: &Handle) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn clear_file(root: &Root, root_mnt: u64, dest: &Path, expected: &str) -> anyhow::Result<()> {
+/// Empties the machine-id file `dest` in the rootfs if it holds `expected`;
+/// leaves alone (with a warning) a file that is not the image's own (see
+/// [`foreign_machine_id`]).
+fn clear_file(
+    root: &Root,
+    root_mnt: u64,
+    dest: &Path,
+    expected: &str,
+    host: &Host,
+) -> anyhow::Result<()> {
     let handle = match root.resolve(dest) {
         Ok(h) => h,
         Err(e) if is_enoent(&e) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
     regular_file(&handle)?;
-    if mnt_id(handle.as_fd())? != root_mnt {
-        log::warn!(
-            "{} resolves out of the image's own file system; left alone",
-            dest.display()
-        );
+    if let Some(why) =
+        foreign_machine_id(&file_facts(handle.as_fd())?, &[root_mnt], host.machine_id)
+    {
+        log::warn!("{} {why}; left alone", dest.display());
         return Ok(());
     }
     let mut contents = String::new();
@@ -842,4 +1030,71 @@ fn clear_file(root: &Root, root_mnt: u64, dest: &Path, expected: &str) -> anyhow
         log::info!("{} holds another id; left alone", dest.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: FileId = FileId {
+        dev: (8, 1),
+        ino: 2,
+    };
+    const B: FileId = FileId {
+        dev: (8, 1),
+        ino: 77,
+    };
+
+    fn facts(id: FileId, mnt_id: u64, nlink: u32) -> FileFacts {
+        FileFacts { id, mnt_id, nlink }
+    }
+
+    #[test]
+    fn a_machine_id_is_the_images_own_only_on_its_mount_with_one_link_and_not_the_hosts() {
+        assert_eq!(foreign_machine_id(&facts(B, 5, 1), &[5], Some(A)), None);
+        assert_eq!(foreign_machine_id(&facts(B, 5, 1), &[4, 5], None), None);
+        assert_eq!(
+            foreign_machine_id(&facts(B, 6, 1), &[5], Some(A)),
+            Some(Foreign::OtherMount)
+        );
+        assert_eq!(
+            foreign_machine_id(&facts(B, 5, 2), &[5], Some(A)),
+            Some(Foreign::Linked(2))
+        );
+        // The host's file is refused whatever mount it is reached through.
+        assert_eq!(
+            foreign_machine_id(&facts(A, 5, 1), &[5], Some(A)),
+            Some(Foreign::HostMachineId)
+        );
+    }
+
+    #[test]
+    fn a_rootfs_is_a_root_alias_by_device_and_inode() {
+        let host = Host {
+            root: A,
+            machine_id: None,
+        };
+        assert_eq!(root_alias(B, A, &host), None);
+        assert_eq!(
+            root_alias(A, A, &host),
+            Some("the root of the mount namespace")
+        );
+        // The container's namespace has another root (after pivot_root, a
+        // chroot'ed runtime), the rootfs is still the host's.
+        let other = FileId {
+            dev: (0, 40),
+            ino: 2,
+        };
+        assert_eq!(
+            root_alias(A, other, &host),
+            Some("the host's root directory")
+        );
+        assert_eq!(root_alias(B, other, &host), None);
+        // Same inode on another device is another directory.
+        let same_ino = FileId {
+            dev: (8, 2),
+            ino: 2,
+        };
+        assert_eq!(root_alias(same_ino, other, &host), None);
+    }
 }

@@ -4,25 +4,29 @@
 //!
 //! Safety rules, all enforced by the code, not by the caller:
 //! - every entry is opened relative to its parent directory fd, by a single
-//!   name from `readdir` (never a path), with `O_NOFOLLOW`: symlinks are
-//!   recreated as symlinks, never followed, so nothing outside the rootfs is
-//!   read;
+//!   name from `readdir` (never a path), `O_PATH | O_NOFOLLOW`; its type is
+//!   read from that fd and only a directory or regular file is then opened
+//!   through it (the same inode, whatever a concurrent writer renames):
+//!   symlinks are recreated as symlinks, never followed, so nothing outside
+//!   the rootfs is read;
 //! - entries on another mount (user mounts under /run, /tmp) are skipped: they
 //!   are moved, not copied;
-//! - device nodes, FIFOs and sockets are skipped, never opened;
+//! - device nodes, FIFOs and sockets are skipped, never opened for I/O
+//!   (a FIFO would block, a device could act on its open);
 //! - the copy is bounded by [`Limits`]; past a bound it fails with an error
 //!   instead of copying half.
 //!
 //! Ownership and permission bits (including setgid/sticky) are kept.
 
+use std::ffi::CStr;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::chownat;
 use rustix::fs::{
-    AtFlags, Dir, FileType, Gid, Mode, OFlags, StatxFlags, Uid, fchmod, fchown, fstat, mkdirat,
-    openat, readlinkat, statx, symlinkat,
+    AtFlags, Dir, FileType, Gid, Mode, OFlags, StatxFlags, Uid, fchmod, fchown, mkdirat, openat,
+    readlinkat, statx, symlinkat,
 };
 
 /// Bounds on one copy-up.
@@ -114,63 +118,38 @@ fn copy_dir(
             continue;
         }
         let os_name: &std::ffi::OsStr = std::os::unix::ffi::OsStrExt::from_bytes(name.to_bytes());
-        let st = statx(
-            src,
-            name,
-            AtFlags::SYMLINK_NOFOLLOW,
-            StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
-        )
-        .map_err(|e| io_err(os_name, e))?;
-        if st.stx_mnt_id != mnt_id {
-            stats.skipped_mounts += 1;
-            continue;
-        }
-        let mode = Mode::from_raw_mode(u32::from(st.stx_mode) & 0o7777);
-        let (uid, gid) = (
-            Some(Uid::from_raw(st.stx_uid)),
-            Some(Gid::from_raw(st.stx_gid)),
-        );
-        let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
-        if !matches!(
-            ftype,
-            FileType::Directory | FileType::RegularFile | FileType::Symlink
-        ) {
-            log::debug!("copy-up skips {os_name:?}: {ftype:?}");
-            stats.skipped_special += 1;
-            continue;
-        }
+        let (st, opened) = match open_entry(src, name, mnt_id).map_err(|e| io_err(os_name, e))? {
+            Entry::OtherMount => {
+                stats.skipped_mounts += 1;
+                continue;
+            }
+            Entry::Special(ftype) => {
+                log::debug!("copy-up skips {os_name:?}: {ftype:?}");
+                stats.skipped_special += 1;
+                continue;
+            }
+            Entry::Copy(owner, opened) => (owner, opened),
+        };
+        let (mode, uid, gid) = (st.mode, Some(st.uid), Some(st.gid));
         stats.entries += 1;
         if stats.entries > limits.max_entries {
             return Err(CopyError::Bound(format!("{} entries", limits.max_entries)));
         }
-        match ftype {
-            FileType::Directory => {
+        match opened {
+            Opened::Dir(s) => {
                 mkdirat(dst, name, Mode::from_raw_mode(0o700)).map_err(|e| io_err(os_name, e))?;
-                let dir_flags =
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                let s =
-                    openat(src, name, dir_flags, Mode::empty()).map_err(|e| io_err(os_name, e))?;
-                let d =
-                    openat(dst, name, dir_flags, Mode::empty()).map_err(|e| io_err(os_name, e))?;
+                let d = openat(
+                    dst,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| io_err(os_name, e))?;
                 copy_dir(s.as_fd(), d.as_fd(), mnt_id, limits, depth + 1, stats)?;
                 fchown(&d, uid, gid).map_err(|e| io_err(os_name, e))?;
                 fchmod(&d, mode).map_err(|e| io_err(os_name, e))?;
             }
-            FileType::RegularFile => {
-                let s = openat(
-                    src,
-                    name,
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| io_err(os_name, e))?;
-                // The entry could have been swapped since statx: check again on the open fd.
-                if FileType::from_raw_mode(fstat(&s).map_err(|e| io_err(os_name, e))?.st_mode)
-                    != FileType::RegularFile
-                {
-                    stats.skipped_special += 1;
-                    continue;
-                }
+            Opened::File(s) => {
                 let d: OwnedFd = openat(
                     dst,
                     name,
@@ -184,8 +163,8 @@ fn copy_dir(
                 .map_err(|e| io_err(os_name, e))?;
                 let left = limits.max_bytes - stats.bytes;
                 let mut out = File::from(d);
-                let n = io::copy(&mut File::from(s).take(left + 1), &mut out)
-                    .map_err(|e| io_err(os_name, e))?;
+                let n =
+                    io::copy(&mut s.take(left + 1), &mut out).map_err(|e| io_err(os_name, e))?;
                 if n > left {
                     return Err(CopyError::Bound(format!("{} bytes", limits.max_bytes)));
                 }
@@ -193,16 +172,85 @@ fn copy_dir(
                 fchown(&out, uid, gid).map_err(|e| io_err(os_name, e))?;
                 fchmod(&out, mode).map_err(|e| io_err(os_name, e))?;
             }
-            FileType::Symlink => {
-                let target = readlinkat(src, name, Vec::new()).map_err(|e| io_err(os_name, e))?;
+            Opened::Symlink(target) => {
                 symlinkat(target.as_c_str(), dst, name).map_err(|e| io_err(os_name, e))?;
                 chownat(dst, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| io_err(os_name, e))?;
             }
-            _ => unreachable!("filtered above"),
         }
     }
     Ok(())
+}
+
+/// One directory entry as [`open_entry`] found it.
+enum Entry {
+    /// On another mount than the copied directory: moved, not copied.
+    OtherMount,
+    /// A device node, FIFO or socket: never opened for I/O, skipped.
+    Special(FileType),
+    /// To copy: its owner and permission bits, and what to copy it from.
+    Copy(Owner, Opened),
+}
+
+/// Owner and permission bits (`st_mode & 0o7777`) of an entry.
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    mode: Mode,
+    uid: Uid,
+    gid: Gid,
+}
+
+/// A directory entry opened for copying, after its type was checked.
+enum Opened {
+    Dir(OwnedFd),
+    File(File),
+    Symlink(std::ffi::CString),
+}
+
+/// Opens the entry `name` of directory `dir` without following a symlink
+/// and without opening a device node, FIFO or socket, even when another
+/// process swaps the entry meanwhile: the entry is first opened `O_PATH |
+/// O_NOFOLLOW` (which never opens the object itself), its type and mount are
+/// read from that fd, and only then is that same inode opened for reading:
+/// a directory through `openat(fd, ".")`, a regular file by pathrs' procfs
+/// reopen (`Handle::reopen`), a symlink read with `readlinkat(fd, "")`.
+fn open_entry(dir: BorrowedFd<'_>, name: &CStr, mnt_id: u64) -> io::Result<Entry> {
+    let path = openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = statx(
+        &path,
+        "",
+        AtFlags::EMPTY_PATH,
+        StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
+    )?;
+    if st.stx_mnt_id != mnt_id {
+        return Ok(Entry::OtherMount);
+    }
+    let opened = match FileType::from_raw_mode(u32::from(st.stx_mode)) {
+        FileType::Directory => Opened::Dir(openat(
+            &path,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?),
+        FileType::RegularFile => Opened::File(
+            pathrs::Handle::from_fd(path)
+                .reopen(pathrs::flags::OpenFlags::O_RDONLY)
+                .map_err(|e| io::Error::other(e.to_string()))?,
+        ),
+        FileType::Symlink => Opened::Symlink(readlinkat(&path, "", Vec::new())?),
+        other => return Ok(Entry::Special(other)),
+    };
+    let owner = Owner {
+        mode: Mode::from_raw_mode(u32::from(st.stx_mode) & 0o7777),
+        uid: Uid::from_raw(st.stx_uid),
+        gid: Gid::from_raw(st.stx_gid),
+    };
+    Ok(Entry::Copy(owner, opened))
 }
 
 #[cfg(test)]
@@ -312,5 +360,76 @@ mod tests {
             copy_tree(open_dir(&deep).as_fd(), open_dir(&dst3).as_fd(), &shallow),
             Err(CopyError::Bound(_))
         ));
+    }
+
+    /// IN_OPEN events on the entries of the directory an inotify fd
+    /// watches, by entry name.
+    fn opens(inotify: &OwnedFd) -> Vec<String> {
+        use rustix::fs::inotify::{ReadFlags, Reader};
+        let mut buf = [std::mem::MaybeUninit::uninit(); 4096];
+        let mut reader = Reader::new(inotify, &mut buf);
+        let mut names = Vec::new();
+        loop {
+            match reader.next() {
+                Ok(ev) => {
+                    if ev.events().contains(ReadFlags::OPEN) {
+                        let n = ev.file_name().map(|n| n.to_string_lossy().into_owned());
+                        names.push(n.unwrap_or_default());
+                    }
+                }
+                Err(rustix::io::Errno::AGAIN) => return names,
+                Err(e) => panic!("inotify read: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn open_entry_never_opens_a_fifo_or_socket_and_opens_the_inode_it_checked() {
+        use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        std::fs::write(d.join("file"), b"data").unwrap();
+        std::fs::create_dir(d.join("dir")).unwrap();
+        symlink("/etc/passwd", d.join("link")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            d.join("fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(d.join("socket")).unwrap();
+        let dir = open_dir(d);
+        let mnt_id = statx(&dir, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
+            .unwrap()
+            .stx_mnt_id;
+        let ino = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).unwrap();
+        inotify::add_watch(&ino, d, WatchFlags::OPEN).unwrap();
+
+        let open = |name: &str| {
+            let c = std::ffi::CString::new(name).unwrap();
+            open_entry(dir.as_fd(), &c, mnt_id).unwrap()
+        };
+        // A FIFO opened for reading without O_NONBLOCK would hang here.
+        assert!(matches!(open("fifo"), Entry::Special(FileType::Fifo)));
+        assert!(matches!(open("socket"), Entry::Special(FileType::Socket)));
+        assert!(opens(&ino).is_empty(), "a special file was opened");
+        match open("file") {
+            Entry::Copy(_, Opened::File(mut f)) => {
+                let mut s = String::new();
+                f.read_to_string(&mut s).unwrap();
+                assert_eq!(s, "data");
+            }
+            _ => panic!("file"),
+        }
+        // The watch sees opens: the regular file's reopen is one.
+        assert_eq!(opens(&ino), vec!["file".to_string()]);
+        assert!(matches!(open("dir"), Entry::Copy(_, Opened::Dir(_))));
+        match open("link") {
+            Entry::Copy(_, Opened::Symlink(t)) => assert_eq!(t.as_bytes(), b"/etc/passwd"),
+            _ => panic!("link"),
+        }
+        assert!(!opens(&ino).contains(&"link".to_string()));
     }
 }

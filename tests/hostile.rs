@@ -48,25 +48,32 @@ impl Sentinel {
     }
 
     /// Every entry below the sentinel: type, mode, owner, size and content.
-    fn snapshot(&self) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
-        fn walk(p: &Path, out: &mut BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)>) {
-            let md = std::fs::symlink_metadata(p).unwrap();
-            let content = if md.is_file() {
-                std::fs::read(p).unwrap()
-            } else {
-                Vec::new()
-            };
-            out.insert(p.to_path_buf(), (md.mode(), md.uid(), md.gid(), content));
-            if md.is_dir() {
-                for e in std::fs::read_dir(p).unwrap() {
-                    walk(&e.unwrap().path(), out);
-                }
+    fn snapshot(&self) -> Snapshot {
+        snapshot(self.path())
+    }
+}
+
+type Snapshot = BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)>;
+
+/// Every entry below `root`: type, mode, owner and content.
+fn snapshot(root: &Path) -> Snapshot {
+    fn walk(p: &Path, out: &mut Snapshot) {
+        let md = std::fs::symlink_metadata(p).unwrap();
+        let content = if md.is_file() {
+            std::fs::read(p).unwrap()
+        } else {
+            Vec::new()
+        };
+        out.insert(p.to_path_buf(), (md.mode(), md.uid(), md.gid(), content));
+        if md.is_dir() {
+            for e in std::fs::read_dir(p).unwrap() {
+                walk(&e.unwrap().path(), out);
             }
         }
-        let mut out = BTreeMap::new();
-        walk(self.path(), &mut out);
-        out
     }
+    let mut out = BTreeMap::new();
+    walk(root, &mut out);
+    out
 }
 
 /// Replaces `rel` in the rootfs with a symlink to `target`.
@@ -374,4 +381,197 @@ fn a_root_path_of_slash_is_refused_at_poststop() {
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("root of the mount namespace"));
     assert_eq!(std::fs::read("/etc/machine-id").ok(), before);
+}
+
+/// Sets `root.path` in the sandbox's config.json.
+fn set_root_path(sb: &Sandbox, path: &str) {
+    let file = sb.bundle.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    cfg["root"]["path"] = json!(path);
+    std::fs::write(file, cfg.to_string()).unwrap();
+}
+
+fn assert_refused(o: &std::process::Output, what: &str) {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{what}: {stderr}");
+    assert!(
+        stderr.contains("root of the mount namespace") || stderr.contains("host's root directory"),
+        "{what}: {stderr}"
+    );
+}
+
+#[test]
+#[serial_test::serial]
+fn a_rootfs_that_aliases_the_hosts_root_is_refused_at_prestart() {
+    // The "host" is a FakeHost, so that a hook that goes wrong damages only
+    // a temporary directory, never this machine's /etc/machine-id. The
+    // container's namespace is a copy of the fake host's, as at prestart.
+    let host = FakeHost::new("0123456789abcdef0123456789abcdef");
+    let sb = Sandbox::new_in(json!({}), Some(host.pid()));
+    let before = snapshot(host.root.path());
+
+    // Prestart: /proc/<pid>/root/. of a process in the host's namespace is,
+    // seen from the container's namespace, the host's / through another mount.
+    set_root_path(&sb, &format!("/proc/{}/root/.", host.pid()));
+    let pre = sb.prestart();
+    assert_eq!(
+        snapshot(host.root.path()),
+        before,
+        "prestart changed the host: {}",
+        String::from_utf8_lossy(&pre.stderr)
+    );
+    assert_refused(&pre, "prestart");
+}
+
+#[test]
+#[serial_test::serial]
+fn a_rootfs_that_aliases_the_hosts_root_is_refused_at_poststop() {
+    // As above; the host's machine-id is what the container's would be, and
+    // root.path is /proc/<pid>/root/. of a process in another namespace (the
+    // container's, a copy of the host's).
+    let host = FakeHost::new("0123456789abcdef0123456789abcdef");
+    let sb = Sandbox::new_in(json!({}), Some(host.pid()));
+    std::fs::write(host.machine_id_file(), format!("{}\n", sb.machine_id())).unwrap();
+    let before = snapshot(host.root.path());
+    set_root_path(&sb, &format!("/proc/{}/root/.", sb.pid()));
+    let post = sb.poststop();
+    assert_eq!(
+        snapshot(host.root.path()),
+        before,
+        "poststop changed the host: {}",
+        String::from_utf8_lossy(&post.stderr)
+    );
+    assert_refused(&post, "poststop");
+    assert_eq!(
+        std::fs::read(host.machine_id_file()).unwrap(),
+        format!("{}\n", sb.machine_id()).into_bytes()
+    );
+}
+
+#[test]
+#[serial_test::serial]
+fn a_machine_id_hard_linked_out_of_the_image_is_never_written_through() {
+    // Prestart: the container gets a machine-id file of its own, the file
+    // the image's machine-id was linked to keeps its content.
+    let sb = Sandbox::new(json!({}));
+    let sentinel = Sentinel::new(sb.machine_id());
+    let in_image = sb.rootfs.join("etc/machine-id");
+    std::fs::remove_file(&in_image).unwrap();
+    std::fs::hard_link(sentinel.path().join("run/precious"), &in_image).unwrap();
+    let before = sentinel.snapshot();
+    let pre = sb.prestart();
+    assert_eq!(
+        sentinel.snapshot(),
+        before,
+        "prestart wrote through the link"
+    );
+    assert_ok(&pre);
+    assert!(String::from_utf8_lossy(&pre.stderr).contains("hard links"));
+    assert_eq!(
+        std::fs::read(&in_image).unwrap(),
+        format!("{}\n", sb.machine_id()).into_bytes()
+    );
+    assert_eq!(std::fs::metadata(&in_image).unwrap().nlink(), 1);
+    assert_ok(&sb.poststop());
+    assert_eq!(std::fs::read(&in_image).unwrap(), b"");
+    assert_eq!(sentinel.snapshot(), before);
+
+    // Poststop: a machine-id linked to a file outside that holds the
+    // container's id is left alone, not emptied.
+    std::fs::remove_file(&in_image).unwrap();
+    std::fs::hard_link(sentinel.path().join("machine-id"), &in_image).unwrap();
+    let post = sb.poststop();
+    assert_eq!(
+        sentinel.snapshot(),
+        before,
+        "poststop emptied the linked file"
+    );
+    assert_ok(&post);
+    assert!(String::from_utf8_lossy(&post.stderr).contains("left alone"));
+}
+
+/// IN_OPEN events read so far from a non-blocking inotify fd.
+fn inotify_opens(inotify: &std::os::fd::OwnedFd) -> u64 {
+    use rustix::fs::inotify::{ReadFlags, Reader};
+    let mut buf = [std::mem::MaybeUninit::uninit(); 4096];
+    let mut reader = Reader::new(inotify, &mut buf);
+    let mut n = 0;
+    loop {
+        match reader.next() {
+            Ok(ev) if ev.events().contains(ReadFlags::OPEN) => n += 1,
+            Ok(_) => {}
+            Err(rustix::io::Errno::AGAIN) => return n,
+            Err(e) => panic!("inotify read: {e}"),
+        }
+    }
+}
+
+#[test]
+#[serial_test::serial]
+fn copy_up_never_opens_a_device_or_fifo_swapped_in_by_a_concurrent_writer() {
+    use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
+    use rustix::fs::{FileType, Mode, RenameFlags, makedev, mknodat, renameat_with};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const ITERATIONS: usize = 50;
+    const VICTIMS: usize = 256;
+    // Every open of a swapped-in node (by any path, any namespace) is an
+    // IN_OPEN event on its inode; an O_PATH open is none.
+    let ino = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).unwrap();
+    let (mut opened, mut skipped, mut copied) = (0, 0, 0);
+    for _ in 0..ITERATIONS {
+        let sb = Sandbox::new(json!({}));
+        let run = sb.rootfs.join("run");
+        let stash = sb.dir.path().join("stash");
+        std::fs::create_dir(&stash).unwrap();
+        for i in 0..VICTIMS {
+            std::fs::write(run.join(format!("v{i}")), format!("regular {i}\n")).unwrap();
+            let node = stash.join(format!("v{i}"));
+            // Half /dev/zero (copied, it would pass the 32 MiB bound), half FIFOs.
+            let (ft, dev) = if i % 2 == 0 {
+                (FileType::CharacterDevice, makedev(1, 5))
+            } else {
+                (FileType::Fifo, 0)
+            };
+            mknodat(rustix::fs::CWD, &node, ft, Mode::from_raw_mode(0o666), dev).unwrap();
+            inotify::add_watch(&ino, &node, WatchFlags::OPEN).unwrap();
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (stop, run, stash) = (stop.clone(), run.clone(), stash.clone());
+            std::thread::spawn(move || {
+                let (r, s) = (
+                    std::fs::File::open(&run).unwrap(),
+                    std::fs::File::open(&stash).unwrap(),
+                );
+                while !stop.load(Ordering::Relaxed) {
+                    for i in 0..VICTIMS {
+                        let n = format!("v{i}");
+                        renameat_with(&r, &n, &s, &n, RenameFlags::EXCHANGE).unwrap();
+                    }
+                }
+            })
+        };
+        let pre = sb.prestart();
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert_ok(&pre);
+        opened += inotify_opens(&ino);
+        for i in 0..VICTIMS {
+            match sb.read(&format!("/run/v{i}")) {
+                Ok(content) => {
+                    assert_eq!(content, format!("regular {i}\n").into_bytes());
+                    copied += 1;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => skipped += 1,
+                Err(e) => panic!("/run/v{i}: {e}"),
+            }
+        }
+    }
+    eprintln!(
+        "{ITERATIONS} copy-ups of {VICTIMS} swapped entries: {copied} copied as files, {skipped} skipped as special, {opened} opens of a device or FIFO"
+    );
+    assert_eq!(opened, 0, "copy-up opened a swapped-in device or FIFO");
 }

@@ -6,8 +6,7 @@ use oci_systemd_hook::decide::{Decision, decide};
 use oci_systemd_hook::machine_id::MachineId;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(spec) = serde_json::from_slice::<oci_spec::runtime::Spec>(data) else { return };
-    let Ok(config) = oci_systemd_hook::config::from_spec(&spec, std::path::Path::new("/bundle")) else { return };
+    let Ok(config) = oci_systemd_hook::config::parse(data, std::path::Path::new("/bundle")) else { return };
     assert!(config.rootfs.is_absolute());
     for d in &config.mount_destinations {
         assert!(d.is_absolute());

@@ -14,8 +14,7 @@ use procfs::FromBufRead;
 fuzz_target!(|data: &[u8]| {
     let mut parts = data.split(|b| *b == 0);
     let (Some(cfg), Some(cg), Some(id), Some(sel)) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return };
-    let Ok(spec) = serde_json::from_slice::<oci_spec::runtime::Spec>(cfg) else { return };
-    let Ok(config) = oci_systemd_hook::config::from_spec(&spec, Path::new("/bundle")) else { return };
+    let Ok(config) = oci_systemd_hook::config::parse(cfg, Path::new("/bundle")) else { return };
     let id = String::from_utf8_lossy(id);
     let Decision::Apply(machine_id) = decide(&config, &id) else { return };
     let Ok(cgroups) = procfs::ProcessCGroups::from_buf_read(cg) else { return };

@@ -52,12 +52,23 @@ pub struct Sandbox {
     pub cgroup: String,
     pub id: String,
     pub layout: Layout,
+    /// When set, the pid of a process whose mount namespace stands in for
+    /// the host ([`FakeHost`]): the sleeper is made from a copy of that
+    /// namespace and the hook runs in it.
+    pub outer: Option<u32>,
 }
 
 impl Sandbox {
     /// A bundle with `config` (root.path = "rootfs" is added) and a rootfs
     /// holding a little image content in /run and /tmp.
-    pub fn new(mut config: Value) -> Sandbox {
+    pub fn new(config: Value) -> Sandbox {
+        Sandbox::new_in(config, None)
+    }
+
+    /// [`Sandbox::new`] with the sleeper's mount namespace copied from the
+    /// namespace of process `outer` (a [`FakeHost`]) instead of the test's,
+    /// and the hook run in `outer`'s namespace.
+    pub fn new_in(mut config: Value, outer: Option<u32>) -> Sandbox {
         require_root();
         let dir = tempfile::Builder::new()
             .prefix("osh-priv-")
@@ -84,13 +95,23 @@ impl Sandbox {
         .unwrap();
 
         let ours = ns_inode(std::process::id());
-        let sleeper = Command::new("unshare")
+        let outer_ns = outer.map(ns_inode).unwrap_or(ours);
+        let mut cmd = match outer {
+            // nsenter(1) does not fork for a mount namespace: the pid stays the sleeper's.
+            Some(o) => {
+                let mut c = Command::new("nsenter");
+                c.args(["-t", &o.to_string(), "-m", "--", "unshare"]);
+                c
+            }
+            None => Command::new("unshare"),
+        };
+        let sleeper = cmd
             .args(["--mount", "--propagation", "private", "sleep", "600"])
             .spawn()
             .expect("unshare(1) from util-linux");
         let pid = sleeper.id();
         let t0 = Instant::now();
-        while ns_inode(pid) == ours || ns_inode(pid) == 0 {
+        while ns_inode(pid) == ours || ns_inode(pid) == outer_ns || ns_inode(pid) == 0 {
             assert!(
                 t0.elapsed() < Duration::from_secs(10),
                 "sleeper never entered a new mount namespace"
@@ -131,6 +152,7 @@ impl Sandbox {
             cgroup: format!("/{name}"),
             id,
             layout,
+            outer,
         }
     }
 
@@ -144,7 +166,14 @@ impl Sandbox {
 
     /// Runs the hook with `state` on stdin, cwd = bundle, env as given.
     pub fn hook(&self, state: &Value, env: &[(&str, &str)], clear_env: bool) -> Output {
-        let mut cmd = Command::new(HOOK);
+        let mut cmd = match self.outer {
+            Some(o) => {
+                let mut c = Command::new("nsenter");
+                c.args(["-t", &o.to_string(), "-m", "--", HOOK]);
+                c
+            }
+            None => Command::new(HOOK),
+        };
         cmd.current_dir(if clear_env {
             Path::new("/")
         } else {
@@ -315,5 +344,101 @@ impl Drop for TestCgroups {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+/// A stand-in for the host: a process in a private mount namespace whose
+/// root is a bind mount of a temporary directory holding its own
+/// `etc/machine-id` (a regular file on the same mount as `/`, as on a real
+/// host) and bind mounts of `/usr`, `/proc`, `/dev`, `/sys`, `/var/tmp` and
+/// the hook's directory; no `/etc` of the real host. A hook run in it that
+/// goes wrong can only damage the temporary directory.
+pub struct FakeHost {
+    pub root: tempfile::TempDir,
+    pub holder: Child,
+}
+
+const FAKE_HOST_SCRIPT: &str = r#"set -e
+R=$1
+mount --bind "$R" "$R"
+for d in usr bin sbin lib lib32 lib64 libx32; do
+  if [ -L "/$d" ]; then ln -s "$(readlink "/$d")" "$R/$d"
+  elif [ -d "/$d" ]; then mkdir -p "$R/$d"; mount --rbind "/$d" "$R/$d"; fi
+done
+for d in /proc /dev /sys /var/tmp "$2"; do mkdir -p "$R$d"; mount --rbind "$d" "$R$d"; done
+mkdir "$R/old"
+cd "$R"
+pivot_root . old
+umount -l /old
+rmdir /old
+exec sleep 600
+"#;
+
+impl FakeHost {
+    /// Starts the holder; its `/etc/machine-id` holds `machine_id` and a newline.
+    pub fn new(machine_id: &str) -> FakeHost {
+        require_root();
+        let root = tempfile::Builder::new()
+            .prefix("osh-fakehost-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::fs::write(
+            root.path().join("etc/machine-id"),
+            format!("{machine_id}\n"),
+        )
+        .unwrap();
+        let hook_dir = Path::new(HOOK).parent().unwrap();
+        let ours = ns_inode(std::process::id());
+        let holder = Command::new("unshare")
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                FAKE_HOST_SCRIPT,
+                "sh",
+            ])
+            .arg(root.path())
+            .arg(hook_dir)
+            .spawn()
+            .expect("unshare(1) from util-linux");
+        let host = FakeHost { root, holder };
+        // Ready when the holder's root is the temporary directory.
+        let want = std::fs::metadata(host.root.path()).unwrap().ino();
+        let mut host = host;
+        loop {
+            let ino = std::fs::metadata(format!("/proc/{}/root/", host.pid()))
+                .map(|m| m.ino())
+                .unwrap_or(0);
+            // Ready when the script got to its last line (`exec sleep`).
+            let comm =
+                std::fs::read_to_string(format!("/proc/{}/comm", host.pid())).unwrap_or_default();
+            if ino == want && ns_inode(host.pid()) != ours && comm.trim() == "sleep" {
+                break;
+            }
+            if let Some(st) = host.holder.try_wait().unwrap() {
+                panic!(
+                    "the fake host exited ({st}) before pivoting into {}",
+                    host.root.path().display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        host
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.holder.id()
+    }
+
+    /// The fake host's `/etc/machine-id`, read from outside.
+    pub fn machine_id_file(&self) -> PathBuf {
+        self.root.path().join("etc/machine-id")
+    }
+}
+
+impl Drop for FakeHost {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
     }
 }
