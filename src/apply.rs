@@ -56,8 +56,19 @@ fn is_enoent(e: &pathrs::error::Error) -> bool {
 
 /// A host change to undo if prestart fails.
 enum Undo {
-    RemoveDir(PathBuf),
-    Chown { fd: OwnedFd, uid: u32, gid: u32 },
+    /// Remove the directory `name` in `parent` (an fd opened on the host side
+    /// before setns: after it the hook's paths resolve in the container's
+    /// namespace, and from a chroot no longer in the runtime's tree).
+    RemoveDir {
+        parent: OwnedFd,
+        name: std::ffi::OsString,
+        shown: PathBuf,
+    },
+    Chown {
+        fd: OwnedFd,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 /// Runs a prestart plan for the container whose init process is `pid` and
@@ -72,11 +83,15 @@ pub fn prestart(plan: &Plan, pid: i32, rootfs: &Path) -> anyhow::Result<()> {
     if result.is_err() {
         for u in undo.into_iter().rev() {
             match u {
-                Undo::RemoveDir(dir) => {
-                    if let Err(e) = std::fs::remove_dir(&dir) {
+                Undo::RemoveDir {
+                    parent,
+                    name,
+                    shown,
+                } => {
+                    if let Err(e) = rustix::fs::unlinkat(&parent, &name, AtFlags::REMOVEDIR) {
                         log::warn!(
                             "cannot remove {} after a failed prestart: {e}",
-                            dir.display()
+                            shown.display()
                         );
                     }
                 }
@@ -96,6 +111,12 @@ pub fn prestart(plan: &Plan, pid: i32, rootfs: &Path) -> anyhow::Result<()> {
 struct Container {
     mnt_ns: OwnedFd,
     mnt_ns_ino: u64,
+    /// The root directory of the container's init process as the runtime
+    /// left it (`/proc/<pid>/root`, before pivot_root): `root.path` is
+    /// resolved inside it. Normally the namespace's root; when the runtime
+    /// runs in a plain chroot, that chroot — which `setns` would otherwise
+    /// lose, since it resets the hook's root to the namespace's real root.
+    root: OwnedFd,
 }
 
 fn ns_ino(fd: BorrowedFd<'_>) -> anyhow::Result<u64> {
@@ -113,6 +134,12 @@ fn pin_container(pid: i32) -> anyhow::Result<Container> {
         Mode::empty(),
     )
     .with_context(|| format!("the container process {pid} is gone"))?;
+    let root = rustix::fs::open(
+        format!("/proc/{pid}/root"),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("open the root directory of the container process {pid}"))?;
     // Signal 0 through the pidfd: the process that held the pid when the
     // namespace was opened still lives, so the pid was not reused meanwhile.
     // (rustix's Signal cannot be 0, hence libc.)
@@ -143,7 +170,11 @@ fn pin_container(pid: i32) -> anyhow::Result<Container> {
     if ours == mnt_ns_ino {
         bail!("process {pid} shares the hook's mount namespace; refusing to mount on the host");
     }
-    Ok(Container { mnt_ns, mnt_ns_ino })
+    Ok(Container {
+        mnt_ns,
+        mnt_ns_ino,
+        root,
+    })
 }
 
 fn prestart_inner<'a>(
@@ -219,7 +250,7 @@ fn prestart_inner<'a>(
         Some(rustix::thread::LinkNameSpaceType::Mount),
     )
     .with_context(|| format!("setns into the mount namespace of {pid}"))?;
-    let mut ns = Namespace::open(rootfs, plan, host)?;
+    let mut ns = Namespace::open(container.root.as_fd(), rootfs, plan, host)?;
     for (action, source) in plan.actions.iter().zip(sources) {
         log::debug!(oci_action = action.kind(); "{action}");
         ns.run(action, source).with_context(|| action.to_string())?;
@@ -437,7 +468,16 @@ fn host_dir(
         );
     }
     match std::fs::DirBuilder::new().mode(mode).create(path) {
-        Ok(()) => undo.push(Undo::RemoveDir(path.to_path_buf())),
+        Ok(()) => undo.push(Undo::RemoveDir {
+            parent: rustix::fs::open(
+                parent,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .with_context(|| format!("open {}", parent.display()))?,
+            name: path.file_name().context("no file name")?.to_owned(),
+            shown: path.to_path_buf(),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let mut buf = vec![0u8; 256];
             let found = match rustix::fs::lgetxattr(path, JOURNAL_MARKER_XATTR, &mut buf) {
@@ -581,9 +621,24 @@ struct Namespace {
 }
 
 impl Namespace {
-    fn open(rootfs: &Path, plan: &Plan, host: Host) -> anyhow::Result<Namespace> {
-        let root =
-            Root::open(rootfs).with_context(|| format!("open rootfs {}", rootfs.display()))?;
+    /// Opens the rootfs: `rootfs` (absolute, as the runtime sees it) resolved
+    /// inside `process_root`, the container process's root directory, with
+    /// symlinks kept inside it as the runtime's own lookup would.
+    fn open(
+        process_root: BorrowedFd<'_>,
+        rootfs: &Path,
+        plan: &Plan,
+        host: Host,
+    ) -> anyhow::Result<Namespace> {
+        let root = rustix::fs::openat2(
+            process_root,
+            rootfs,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT,
+        )
+        .map(Root::from_fd)
+        .with_context(|| format!("open rootfs {}", rootfs.display()))?;
         refuse_namespace_root(&root, rootfs, &host)?;
         let table = procfs::process::Process::myself()?.mountinfo()?.0;
         let mut writable = vec![mnt_id(root.as_fd())?];

@@ -25,7 +25,7 @@ use common::*;
 /// set-up itself fails.
 const SCRIPT: &str = r#"
 set -eu
-C=$1 HOOKBIN=$2 CG=$3
+C=$1 HOOKBIN=$2 CG=$3 BROKEN=${4:-}
 for d in usr lib lib64 bin sbin etc; do
   if [ -d "/$d" ] && [ ! -L "/$d" ]; then mkdir -p "$C/$d"; mount --rbind "/$d" "$C/$d"; fi
   if [ -L "/$d" ]; then ln -s "$(readlink "/$d")" "$C/$d"; fi
@@ -36,6 +36,9 @@ mkdir -p "$C/hook" "$C/var/log/journal" "$C/b/rootfs/run/lock" "$C/b/rootfs/tmp"
 cp "$HOOKBIN" "$C/hook/oci-systemd-hook"
 : > "$C/b/rootfs/etc/machine-id"
 echo seed > "$C/b/rootfs/run/seed-run"
+# "broken": the namespace step fails (a file where /run/lock must be a dir),
+# after the host side has made the journal dir.
+if [ "$BROKEN" = broken ]; then rm -rf "$C/b/rootfs/run/lock"; echo x > "$C/b/rootfs/run/lock"; fi
 cat > "$C/b/config.json" <<'J'
 {"ociVersion":"1.0.2","root":{"path":"rootfs"},
  "process":{"cwd":"/","user":{"uid":0,"gid":0},"args":["/sbin/init"]},
@@ -62,8 +65,9 @@ state='{"ociVersion":"1.0.2","id":"'$id'","status":"creating","pid":'$pid',"bund
 rc=0; printf '%s' "$state" | chroot "$C" /hook/oci-systemd-hook prestart 2>"$C/prestart.err" || rc=$?
 echo "PRESTART_RC=$rc"
 sed 's/^/PRESTART_ERR=/' "$C/prestart.err"
-echo "RUN_FS=$(awk -v p="$C/b/rootfs/run" '$5 == p {t=$0} END {split(t, a, " - "); split(a[2], b, " "); print b[1]}' "/proc/$pid/mountinfo")"
-echo "SEED=$(cat "/proc/$pid/root$C/b/rootfs/run/seed-run" 2>/dev/null || true)"
+# The sleeper's mountinfo and /proc/<pid>/root show its own (chrooted) view.
+echo "RUN_FS=$(awk -v p="/b/rootfs/run" '$5 == p {t=$0} END {split(t, a, " - "); split(a[2], b, " "); print b[1]}' "/proc/$pid/mountinfo")"
+echo "SEED=$(cat "/proc/$pid/root/b/rootfs/run/seed-run" 2>/dev/null || true)"
 echo "MACHINE_ID=$(cat "$C/b/rootfs/etc/machine-id")"
 echo "JOURNAL_DIRS=$(ls "$C/var/log/journal" | tr '\n' ' ')"
 kill "$pid" "$sleeper" 2>/dev/null || true
@@ -75,9 +79,8 @@ sed 's/^/POSTSTOP_ERR=/' "$C/poststop.err"
 echo "MACHINE_ID_AFTER=$(cat "$C/b/rootfs/etc/machine-id")"
 "#;
 
-#[test]
-#[serial_test::serial]
-fn a_hook_run_from_a_plain_chroot_prepares_the_rootfs_the_runtime_sees() {
+/// Runs [`SCRIPT`] in a fresh temp dir; returns its `KEY=value` output.
+fn run_scenario(broken: bool) -> (String, tempfile::TempDir) {
     require_root();
     let dir = tempfile::Builder::new()
         .prefix("osh-chroot-")
@@ -85,25 +88,43 @@ fn a_hook_run_from_a_plain_chroot_prepares_the_rootfs_the_runtime_sees() {
         .unwrap();
     let c = dir.path().join("c");
     std::fs::create_dir(&c).unwrap();
-    let host_before = host_mounts();
     let cgroups = TestCgroups::new("chroot");
     let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "bash", "-c", SCRIPT, "script"])
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "bash",
+            "-c",
+            SCRIPT,
+            "script",
+        ])
         .arg(&c)
         .arg(HOOK)
         .arg(cgroups.dirs_arg())
+        .arg(if broken { "broken" } else { "" })
         .output()
         .expect("unshare(1) from util-linux");
     drop(cgroups);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "set-up failed: {text}\n{stderr}");
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .unwrap_or_else(|| panic!("no {k} in: {text}\n{stderr}"))
-            .to_string()
-    };
+    (text, dir)
+}
+
+fn get(text: &str, k: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{k}=")))
+        .unwrap_or_else(|| panic!("no {k} in: {text}"))
+        .to_string()
+}
+
+#[test]
+#[serial_test::serial]
+fn a_hook_run_from_a_plain_chroot_prepares_the_rootfs_the_runtime_sees() {
+    let host_before = host_mounts();
+    let (text, _dir) = run_scenario(false);
+    let get = |k: &str| get(&text, k);
     assert_eq!(get("PRESTART_RC"), "0", "prestart from a chroot:\n{text}");
     assert_eq!(get("RUN_FS"), "tmpfs", "/run is a tmpfs inside:\n{text}");
     assert_eq!(get("SEED"), "seed", "image content copied up:\n{text}");
@@ -121,4 +142,22 @@ fn a_hook_run_from_a_plain_chroot_prepares_the_rootfs_the_runtime_sees() {
         !Path::new("/var/log/journal").join(&machine_id).exists(),
         "nothing made in the host's own /var/log/journal"
     );
+}
+
+#[test]
+#[serial_test::serial]
+fn a_failed_prestart_from_a_chroot_removes_the_journal_dir_it_made() {
+    let (text, _dir) = run_scenario(true);
+    let get = |k: &str| get(&text, k);
+    assert_eq!(get("PRESTART_RC"), "1", "the namespace step fails:\n{text}");
+    assert!(
+        text.contains("not a directory"),
+        "fails for the /run/lock file:\n{text}"
+    );
+    assert_eq!(
+        get("JOURNAL_DIRS").trim(),
+        "",
+        "the journal dir made on the host side is removed again, by fd:\n{text}"
+    );
+    assert!(!text.contains("cannot remove"), "{text}");
 }

@@ -344,6 +344,9 @@ impl Drop for TestCgroups {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+    }
+}
+
 /// A stand-in for the host: a process in a private mount namespace whose
 /// root is a bind mount of a temporary directory holding its own
 /// `etc/machine-id` (a regular file on the same mount as `/`, as on a real
