@@ -638,7 +638,16 @@ impl Namespace {
             ResolveFlags::IN_ROOT,
         )
         .map(Root::from_fd)
-        .with_context(|| format!("open rootfs {}", rootfs.display()))?;
+        .map_err(|e| match e {
+            // RESOLVE_IN_ROOT refuses to cross a magic link: a root.path
+            // through /proc/<pid>/root or /proc/<pid>/fd names another
+            // process's tree, never an image.
+            rustix::io::Errno::XDEV => anyhow::anyhow!(
+                "the rootfs {} is reached through a /proc magic link, an alias of another process's tree; refusing",
+                rootfs.display()
+            ),
+            e => anyhow::Error::new(e).context(format!("open rootfs {}", rootfs.display())),
+        })?;
         refuse_namespace_root(&root, rootfs, &host)?;
         let table = procfs::process::Process::myself()?.mountinfo()?.0;
         let mut writable = vec![mnt_id(root.as_fd())?];
