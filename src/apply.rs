@@ -29,6 +29,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -41,6 +42,7 @@ use rustix::fs::{
     AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, StatxFlags, Uid, chownat, statx,
 };
 
+use crate::cgroup::{self, Member, ThreadNs};
 use crate::config::Owner;
 use crate::copyup;
 use crate::mounts;
@@ -368,9 +370,26 @@ fn host_dir(
     Ok(())
 }
 
-/// Checks that every process in the cgroup `source` is in the container's
-/// mount namespace: a cgroup shared with host processes (a container started
-/// with `--cgroups=disabled`) must never be made writable or delegated.
+/// Most cgroups [`check_cgroup_is_the_containers`] reads: the container's
+/// own and its descendants. At prestart a container has one (systemd has not
+/// started yet); past this bound the hook refuses rather than leave some
+/// unchecked.
+pub const MAX_CGROUPS_CHECKED: usize = 4096;
+
+/// Most bytes of `cgroup.procs` [`check_cgroup_is_the_containers`] reads,
+/// all cgroups together (1 MiB: some 100 000 pids); past it the hook
+/// refuses.
+pub const MAX_PROCS_BYTES: u64 = 1 << 20;
+
+/// Checks that every process in the cgroup `source` and in every cgroup
+/// beneath it is in the container's mount namespace: a cgroup shared with
+/// host processes (a container started with `--cgroups=disabled`, or a host
+/// process placed in a child cgroup) must never be made writable or
+/// delegated, or the container could move that process and make cgroups
+/// under it. Which processes count as the container's:
+/// [`cgroup::first_foreign`]. The subtree is walked with file descriptors
+/// (`openat2` beneath each directory, no symlinks, no mount crossing),
+/// bounded by [`MAX_CGROUPS_CHECKED`] and [`MAX_PROCS_BYTES`].
 fn check_cgroup_is_the_containers(
     source: &HostSource,
     container: &Container,
@@ -378,25 +397,112 @@ fn check_cgroup_is_the_containers(
     let HostSource::Beneath { base, path } = source else {
         return Ok(());
     };
-    let dir = Root::open(base)?.resolve(path)?;
-    let procs = mounts::open_beneath(dir.as_fd(), Path::new("cgroup.procs"))?;
-    let mut text = String::new();
-    Handle::from_fd(procs)
-        .reopen(OpenFlags::O_RDONLY)?
-        .take(1 << 20)
-        .read_to_string(&mut text)?;
-    for pid in text.split_whitespace() {
-        let ns = std::fs::metadata(format!("/proc/{pid}/ns/mnt"));
-        match ns {
-            Ok(m) if m.ino() == container.mnt_ns_ino => {}
-            Ok(_) => bail!(
-                "cgroup {} also holds process {pid}, which is not in the container; refusing to make it writable",
+    let own = Root::open(base)?
+        .resolve(path)?
+        .reopen(OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY)?;
+    let mut todo: Vec<(OwnedFd, PathBuf)> = vec![(own.into(), path.clone())];
+    let mut found = 1;
+    let mut budget = MAX_PROCS_BYTES;
+    while let Some((dir, rel)) = todo.pop() {
+        let procs = mounts::open_beneath(dir.as_fd(), Path::new("cgroup.procs"))?;
+        let mut text = String::new();
+        Handle::from_fd(procs)
+            .reopen(OpenFlags::O_RDONLY)?
+            .take(budget + 1)
+            .read_to_string(&mut text)?;
+        budget = budget.checked_sub(text.len() as u64).with_context(|| {
+            format!(
+                "the cgroups beneath {} list more than {MAX_PROCS_BYTES} bytes of processes; refusing to make them writable unchecked",
                 path.display()
-            ),
-            Err(_) => {} // exited meanwhile
+            )
+        })?;
+        let members: Vec<(u32, Member)> = text
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .map(|pid| (pid, member(pid)))
+            .collect();
+        if let Some(pid) = cgroup::first_foreign(container.mnt_ns_ino, &members) {
+            bail!(
+                "cgroup {} also holds process {pid}, which is not in the container; refusing to make it writable",
+                rel.display()
+            );
+        }
+        for entry in rustix::fs::Dir::read_from(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name.to_bytes() == b"." || name.to_bytes() == b".." {
+                continue;
+            }
+            if !matches!(entry.file_type(), FileType::Directory | FileType::Unknown) {
+                continue;
+            }
+            let child = rustix::fs::openat2(
+                &dir,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
+            );
+            match child {
+                Ok(fd) => {
+                    found += 1;
+                    if found > MAX_CGROUPS_CHECKED {
+                        bail!(
+                            "cgroup {} has more than {MAX_CGROUPS_CHECKED} cgroups beneath it; refusing to make it writable unchecked",
+                            path.display()
+                        );
+                    }
+                    let name = std::ffi::OsStr::from_bytes(name.to_bytes());
+                    todo.push((fd, rel.join(name)));
+                }
+                // Removed meanwhile, or not a directory.
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("open a cgroup beneath {}", rel.display()));
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// What `/proc` shows of process `pid` (in the hook's pid namespace): each
+/// thread's mount namespace, or that it has exited (see [`Member`]).
+fn member(pid: u32) -> Member {
+    let tasks = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Member::Gone,
+        Err(_) => return Member::Threads(Vec::new()),
+    };
+    let mut threads = Vec::new();
+    for task in tasks {
+        let Ok(task) = task else {
+            threads.push(ThreadNs::Unreadable);
+            continue;
+        };
+        let dir = task.path();
+        threads.push(match std::fs::metadata(dir.join("ns/mnt")) {
+            Ok(m) => ThreadNs::Mnt(m.ino()),
+            Err(_) => match std::fs::read_to_string(dir.join("stat")) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => ThreadNs::Exited,
+                Err(_) => ThreadNs::Unreadable,
+                // The state letter follows the last ')' (the command name
+                // may hold any character): proc_pid_stat(5).
+                Ok(stat) => match stat
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.trim_start().chars().next())
+                {
+                    Some('Z' | 'X' | 'x') => ThreadNs::Exited,
+                    _ => ThreadNs::Unreadable,
+                },
+            },
+        });
+    }
+    if threads.is_empty() && !Path::new(&format!("/proc/{pid}")).exists() {
+        return Member::Gone;
+    }
+    Member::Threads(threads)
 }
 
 /// Chowns the container's own cgroup directory and the given files in it

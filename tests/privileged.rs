@@ -10,7 +10,7 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -551,6 +551,188 @@ fn an_existing_journal_dir_is_reused_only_by_its_own_container() {
         sb3.mount_at(&format!("/var/log/journal/{}", sb3.machine_id()))
             .is_some()
     );
+}
+
+/// A user-namespace config: the hook chowns the own cgroup, so a refusal
+/// must also leave the cgroup's owner alone.
+fn userns_config() -> serde_json::Value {
+    json!({"linux": {
+        "namespaces": [{"type": "mount"}, {"type": "user"}],
+        "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+        "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    }})
+}
+
+/// A host process for a test (not in any sandbox's mount namespace): killed
+/// by its pid and reaped on drop, then the cgroups made for it removed,
+/// deepest first.
+struct HostProcess {
+    child: std::process::Child,
+    cgroups: Vec<std::path::PathBuf>,
+}
+
+impl HostProcess {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for d in self.cgroups.iter().rev() {
+            for _ in 0..100 {
+                if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Asserts that prestart refused with "not in the container" and changed
+/// nothing: no journal dir, the own cgroup's owner unchanged, no mount on the
+/// host or in the container.
+fn assert_refused_cleanly(sb: &Sandbox, o: &std::process::Output, host_before: &[PathBuf]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("not in the container"), "{err}");
+    for f in ["", "cgroup.procs"] {
+        let m = std::fs::metadata(sb.cgroup_dirs[0].join(f)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (0, 0), "owner of the own cgroup {f}");
+    }
+    assert!(!sb.host_journal().exists(), "journal dir left");
+    assert_eq!(host_mounts(), host_before);
+    assert!(
+        sb.mount_at("/run").is_none(),
+        "nothing done in the container"
+    );
+}
+
+#[test]
+#[serial_test::serial]
+fn a_host_process_in_a_child_cgroup_of_the_container_is_seen() {
+    let sb = Sandbox::new(userns_config());
+    let nested = sb.cgroup_dirs[0].join("nested");
+    let deeper = nested.join("deeper");
+    let mut host = HostProcess {
+        child: Command::new("sleep").arg("600").spawn().unwrap(),
+        cgroups: Vec::new(),
+    };
+    for d in [&nested, &deeper] {
+        std::fs::create_dir(d).unwrap();
+        host.cgroups.push(d.clone());
+    }
+    std::fs::write(deeper.join("cgroup.procs"), host.pid().to_string()).unwrap();
+    let host_before = host_mounts();
+    let o = sb.prestart();
+    assert_refused_cleanly(&sb, &o, &host_before);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nested/deeper"),
+        "the error names the cgroup: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Tells the helper test below to run (it does nothing otherwise).
+const LEADER_HELPER_ENV: &str = "OSH_TEST_LEADER_EXIT_HELPER";
+/// What the helper prints once its signal handler is in place (libtest
+/// prints the test's name before it on the same line).
+const HELPER_READY: &str = "osh-helper-ready";
+
+/// Not a test: the helper process of
+/// `a_process_whose_main_thread_exited_is_not_taken_for_gone`. It keeps a
+/// second thread alive, makes SIGUSR1 end only the thread that receives it
+/// (`exit(2)`, not `exit_group(2)`), prints [`HELPER_READY`] and waits to be
+/// killed.
+#[test]
+#[ignore = "helper process, run by a_process_whose_main_thread_exited_is_not_taken_for_gone"]
+fn helper_whose_main_thread_exits_on_sigusr1() {
+    if std::env::var_os(LEADER_HELPER_ENV).is_none() {
+        return;
+    }
+    extern "C" fn exit_this_thread(_: libc::c_int) {
+        // SAFETY: exit(2) ends the calling thread only; async-signal-safe.
+        unsafe { libc::syscall(libc::SYS_exit, 0) };
+    }
+    // SAFETY: installs a handler that only makes a system call.
+    unsafe {
+        libc::signal(
+            libc::SIGUSR1,
+            exit_this_thread as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        )
+    };
+    std::thread::spawn(|| {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600))
+        }
+    });
+    println!("{HELPER_READY}");
+    std::io::Write::flush(&mut std::io::stdout()).unwrap();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600))
+    }
+}
+
+/// The state letter of thread `tid` of process `pid` (`R`, `S`, `Z`, ...).
+fn thread_state(pid: u32, tid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+#[test]
+#[serial_test::serial]
+fn a_process_whose_main_thread_exited_is_not_taken_for_gone() {
+    use std::io::BufRead;
+    let sb = Sandbox::new(userns_config());
+    let mut host = HostProcess {
+        child: Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "helper_whose_main_thread_exits_on_sigusr1",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(LEADER_HELPER_ENV, "1")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        cgroups: Vec::new(),
+    };
+    let pid = host.pid();
+    let out = std::io::BufReader::new(host.child.stdout.take().unwrap());
+    assert!(
+        out.lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains(HELPER_READY)),
+        "the helper never got ready"
+    );
+    // Into the container's own cgroup with all its threads, then its main
+    // thread exits: a zombie leader with a live thread in the host's mount
+    // namespace.
+    std::fs::write(sb.cgroup_dirs[0].join("cgroup.procs"), pid.to_string()).unwrap();
+    // SAFETY: tgkill(2) with the helper's pid and its main thread's tid.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, pid, pid, libc::SIGUSR1) };
+    assert_eq!(r, 0, "tgkill");
+    let mut polls = 0;
+    while thread_state(pid, pid) != Some('Z') {
+        polls += 1;
+        assert!(polls < 10_000, "the helper's main thread never exited");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // The case itself: listed in the cgroup, its ns/mnt unreadable.
+    let procs = std::fs::read_to_string(sb.cgroup_dirs[0].join("cgroup.procs")).unwrap();
+    assert!(
+        procs.split_whitespace().any(|p| p == pid.to_string()),
+        "{procs}"
+    );
+    assert!(std::fs::metadata(format!("/proc/{pid}/ns/mnt")).is_err());
+    let host_before = host_mounts();
+    let o = sb.prestart();
+    assert_refused_cleanly(&sb, &o, &host_before);
 }
 
 /// Makes a host mount shared for the test's duration, as systemd hosts have
