@@ -11,7 +11,8 @@
 //! 3. join the container's mount namespace (`setns`), open the rootfs
 //!    (`root.path`) with `pathrs`, refuse a rootfs that is the namespace's
 //!    root, and carry out each action, resolving every container path inside
-//!    the rootfs.
+//!    the rootfs;
+//! 4. mark the host journal directory done ([`JOURNAL_DONE_XATTR`]).
 //!
 //! Where the hook may create and write inside the rootfs: only on the
 //! image's own file system (the rootfs mount), on tmpfs mounts it made itself,
@@ -25,10 +26,13 @@
 //!
 //! If a step fails, the host changes of step 2 are undone (directories
 //! removed, ownership restored); mounts live in the container's namespace and
-//! vanish with it.
+//! vanish with it. A prestart that is killed (a hooks.d `timeout`, SIGKILL)
+//! undoes nothing; poststop, which the runtime still runs, then removes the
+//! journal directory that carries no done mark (see [`poststop`]).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -41,6 +45,7 @@ use rustix::fs::{
     AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, StatxFlags, Uid, chownat, statx,
 };
 
+use crate::cgroup::{self, Member, ThreadNs};
 use crate::config::Owner;
 use crate::copyup;
 use crate::mounts;
@@ -49,6 +54,13 @@ use crate::plan::{Action, HostSource, Plan, TmpfsOptions};
 /// The xattr on a host journal directory that names the container it was
 /// made for. `trusted.*`: only host root can set it, never the container.
 pub const JOURNAL_MARKER_XATTR: &str = "trusted.oci-systemd-hook.id";
+
+/// The xattr set on a host journal directory (value: the container id) at
+/// the very end of a prestart that finished. A directory that carries this
+/// container's [`JOURNAL_MARKER_XATTR`] but not this one was left by a
+/// prestart that was killed: poststop removes it when it is empty.
+/// `trusted.*` like the marker.
+pub const JOURNAL_DONE_XATTR: &str = "trusted.oci-systemd-hook.done";
 
 fn is_enoent(e: &pathrs::error::Error) -> bool {
     e.kind() == ErrorKind::OsError(Some(libc::ENOENT))
@@ -191,6 +203,8 @@ fn prestart_inner<'a>(
     // 2. Host side.
     let mut sources: Vec<Option<OwnedFd>> = Vec::with_capacity(plan.actions.len());
     let mut skipped_dirs: Vec<&Path> = Vec::new();
+    // Host directories made or reused, to mark done at the end.
+    let mut host_dirs: Vec<(OwnedFd, &str)> = Vec::new();
     // The own cgroup is both delegated and bound: check its processes once.
     let mut checked: Vec<&HostSource> = Vec::new();
     let mut check_cgroup = |source: &'a HostSource| -> anyhow::Result<()> {
@@ -211,9 +225,11 @@ fn prestart_inner<'a>(
                 marker,
             } => {
                 match host_dir(path, *mode, *owner, label.as_deref(), marker, undo) {
-                    Ok(()) => {}
+                    Ok(dir) => host_dirs.push((dir, marker)),
                     Err(e) if *optional => {
-                        log::warn!("{action}: {e:#}; skipped (no host journal for this container)");
+                        log::warn!(
+                            "{action}: {e:#}; skipped: no host journal for this container, journald keeps its journal inside it"
+                        );
                         skipped_dirs.push(path);
                     }
                     Err(e) => return Err(e.context(action.to_string())),
@@ -255,6 +271,17 @@ fn prestart_inner<'a>(
         log::debug!(oci_action = action.kind(); "{action}");
         ns.run(action, source).with_context(|| action.to_string())?;
     }
+
+    // 4. Done: from here on poststop keeps the host directories.
+    for (dir, marker) in host_dirs {
+        rustix::fs::fsetxattr(
+            &dir,
+            JOURNAL_DONE_XATTR,
+            marker.as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        )
+        .context("mark the host journal directory done")?;
+    }
     Ok(())
 }
 
@@ -263,7 +290,17 @@ fn prestart_inner<'a>(
 /// # Errors
 /// The first failing step. A rootfs that no longer exists is not an error.
 pub fn poststop(plan: &Plan, rootfs: &Path) -> anyhow::Result<()> {
-    if plan.actions.is_empty() {
+    // Host side first: it needs no rootfs, which may be gone.
+    for action in &plan.actions {
+        if let Action::RemoveUnfinishedHostDir { path, marker } = action {
+            remove_unfinished_host_dir(path, marker).with_context(|| action.to_string())?;
+        }
+    }
+    if !plan
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::ClearFile { .. }))
+    {
         return Ok(());
     }
     let root = match Root::open(rootfs) {
@@ -283,6 +320,7 @@ pub fn poststop(plan: &Plan, rootfs: &Path) -> anyhow::Result<()> {
                 clear_file(&root, root_mnt, dest, expected, &host)
                     .with_context(|| action.to_string())?
             }
+            Action::RemoveUnfinishedHostDir { .. } => {}
             other => bail!("{other}: not a poststop action"),
         }
     }
@@ -451,7 +489,8 @@ fn refuse_namespace_root(root: &Root, rootfs: &Path, host: &Host) -> anyhow::Res
 
 /// Creates the host directory `path` (its parent must exist), owned and
 /// labelled as asked, marked with the container id; or reuses it when it
-/// carries this container's mark (a restarted container).
+/// carries this container's mark (a restarted container). Returns the
+/// directory opened `O_RDONLY` (for [`JOURNAL_DONE_XATTR`]).
 fn host_dir(
     path: &Path,
     mode: u32,
@@ -459,7 +498,7 @@ fn host_dir(
     label: Option<&str>,
     marker: &str,
     undo: &mut Vec<Undo>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<OwnedFd> {
     let parent = path.parent().context("no parent directory")?;
     if !parent.is_dir() {
         bail!(
@@ -484,22 +523,36 @@ fn host_dir(
                 Ok(n) => std::str::from_utf8(&buf[..n]).unwrap_or("").to_string(),
                 Err(_) => String::new(),
             };
-            if found != marker {
+            if found.is_empty() {
                 bail!(
                     "{} exists and was not made for this container; not reusing it",
                     path.display()
                 );
             }
+            if found != marker {
+                // The journal directory belongs to the container that made
+                // it: another one with the same machine-id (`container_uuid`)
+                // gets none on the host.
+                bail!(
+                    "{} belongs to container {} (the same machine-id); not reusing it",
+                    path.display(),
+                    found.chars().take(12).collect::<String>()
+                );
+            }
             if !std::fs::symlink_metadata(path)?.is_dir() {
                 bail!("{} is not a directory", path.display());
             }
-            return Ok(());
+            return Ok(rustix::fs::open(
+                path,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?);
         }
         Err(e) => return Err(e).with_context(|| format!("mkdir {}", path.display())),
     }
     let dir = rustix::fs::open(
         path,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
     rustix::fs::lsetxattr(
@@ -522,12 +575,132 @@ fn host_dir(
         )
         .with_context(|| format!("label {} {l}", path.display()))?;
     }
-    Ok(())
+    Ok(dir)
 }
 
-/// Checks that every process in the cgroup `source` is in the container's
-/// mount namespace: a cgroup shared with host processes (a container started
-/// with `--cgroups=disabled`) must never be made writable or delegated.
+/// What poststop does with a host journal directory it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leftover {
+    /// Not marked for this container (another container's, or not the
+    /// hook's): left alone.
+    NotOurs,
+    /// This container's prestart finished: kept (its logs stay readable).
+    Finished,
+    /// Left by a killed prestart but holds files: left alone.
+    HoldsFiles,
+    /// Left by a killed prestart, empty: removed.
+    Remove,
+}
+
+/// Decides what a killed prestart left: `found` is the directory's
+/// [`JOURNAL_MARKER_XATTR`] value, `done` whether it has
+/// [`JOURNAL_DONE_XATTR`], `empty` whether it holds no entry.
+fn leftover(found: Option<&[u8]>, marker: &str, done: bool, empty: bool) -> Leftover {
+    if found != Some(marker.as_bytes()) {
+        Leftover::NotOurs
+    } else if done {
+        Leftover::Finished
+    } else if !empty {
+        Leftover::HoldsFiles
+    } else {
+        Leftover::Remove
+    }
+}
+
+/// The value of xattr `name` on `fd`, `None` when it has none (or the file
+/// system keeps none).
+fn xattr(fd: BorrowedFd<'_>, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    // XATTR_SIZE_MAX: any value fits.
+    let mut buf = vec![0u8; 65536];
+    match rustix::fs::fgetxattr(fd, name, &mut buf) {
+        Ok(n) => {
+            buf.truncate(n);
+            Ok(Some(buf))
+        }
+        Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("read xattr {name}")),
+    }
+}
+
+/// Poststop: removes the host directory `path` when a prestart of the
+/// container `marker` made it and was killed before it finished (see
+/// [`leftover`]). What else is on the host stays: the container's cgroup,
+/// which a killed prestart may have chowned, is removed by the runtime
+/// before poststop (runc's `destroy()`, crun's delete).
+fn remove_unfinished_host_dir(path: &Path, marker: &str) -> anyhow::Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        bail!("{} is not a directory path", path.display());
+    };
+    let parent = match rustix::fs::open(
+        parent,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("open {}", parent.display())),
+    };
+    let dir = match rustix::fs::openat(
+        &parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        // Absent, or not a directory the hook made.
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+    };
+    let found = xattr(dir.as_fd(), JOURNAL_MARKER_XATTR)?;
+    let done = xattr(dir.as_fd(), JOURNAL_DONE_XATTR)?.is_some();
+    // An entry that cannot be read counts as a file: left alone.
+    let empty = rustix::fs::Dir::read_from(&dir)?
+        .all(|e| e.is_ok_and(|e| matches!(e.file_name().to_bytes(), b"." | b"..")));
+    match leftover(found.as_deref(), marker, done, empty) {
+        Leftover::NotOurs | Leftover::Finished => Ok(()),
+        Leftover::HoldsFiles => {
+            log::warn!(
+                "{} was left by a prestart that did not finish but holds files; left alone",
+                path.display()
+            );
+            Ok(())
+        }
+        Leftover::Remove => {
+            match rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR) {
+                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => return Err(e).with_context(|| format!("rmdir {}", path.display())),
+            }
+            log::info!(
+                "removed {}, left by a prestart that did not finish",
+                path.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Most cgroups [`check_cgroup_is_the_containers`] reads: the container's
+/// own and its descendants. At prestart a container has one (systemd has not
+/// started yet); past this bound the hook refuses rather than leave some
+/// unchecked.
+pub const MAX_CGROUPS_CHECKED: usize = 4096;
+
+/// Most bytes of `cgroup.procs` [`check_cgroup_is_the_containers`] reads,
+/// all cgroups together (1 MiB: some 100 000 pids); past it the hook
+/// refuses.
+pub const MAX_PROCS_BYTES: u64 = 1 << 20;
+
+/// Checks that every process in the cgroup `source` and in every cgroup
+/// beneath it is in the container's mount namespace: a cgroup shared with
+/// host processes (a container started with `--cgroups=disabled`, or a host
+/// process placed in a child cgroup) must never be made writable or
+/// delegated, or the container could move that process and make cgroups
+/// under it. Which processes count as the container's:
+/// [`cgroup::first_foreign`]. The subtree is walked with file descriptors
+/// (`openat2` beneath each directory, no symlinks, no mount crossing),
+/// bounded by [`MAX_CGROUPS_CHECKED`] and [`MAX_PROCS_BYTES`].
 fn check_cgroup_is_the_containers(
     source: &HostSource,
     container: &Container,
@@ -535,25 +708,112 @@ fn check_cgroup_is_the_containers(
     let HostSource::Beneath { base, path } = source else {
         return Ok(());
     };
-    let dir = Root::open(base)?.resolve(path)?;
-    let procs = mounts::open_beneath(dir.as_fd(), Path::new("cgroup.procs"))?;
-    let mut text = String::new();
-    Handle::from_fd(procs)
-        .reopen(OpenFlags::O_RDONLY)?
-        .take(1 << 20)
-        .read_to_string(&mut text)?;
-    for pid in text.split_whitespace() {
-        let ns = std::fs::metadata(format!("/proc/{pid}/ns/mnt"));
-        match ns {
-            Ok(m) if m.ino() == container.mnt_ns_ino => {}
-            Ok(_) => bail!(
-                "cgroup {} also holds process {pid}, which is not in the container; refusing to make it writable",
+    let own = Root::open(base)?
+        .resolve(path)?
+        .reopen(OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY)?;
+    let mut todo: Vec<(OwnedFd, PathBuf)> = vec![(own.into(), path.clone())];
+    let mut found = 1;
+    let mut budget = MAX_PROCS_BYTES;
+    while let Some((dir, rel)) = todo.pop() {
+        let procs = mounts::open_beneath(dir.as_fd(), Path::new("cgroup.procs"))?;
+        let mut text = String::new();
+        Handle::from_fd(procs)
+            .reopen(OpenFlags::O_RDONLY)?
+            .take(budget + 1)
+            .read_to_string(&mut text)?;
+        budget = budget.checked_sub(text.len() as u64).with_context(|| {
+            format!(
+                "the cgroups beneath {} list more than {MAX_PROCS_BYTES} bytes of processes; refusing to make them writable unchecked",
                 path.display()
-            ),
-            Err(_) => {} // exited meanwhile
+            )
+        })?;
+        let members: Vec<(u32, Member)> = text
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .map(|pid| (pid, member(pid)))
+            .collect();
+        if let Some(pid) = cgroup::first_foreign(container.mnt_ns_ino, &members) {
+            bail!(
+                "cgroup {} also holds process {pid}, which is not in the container; refusing to make it writable",
+                rel.display()
+            );
+        }
+        for entry in rustix::fs::Dir::read_from(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name.to_bytes() == b"." || name.to_bytes() == b".." {
+                continue;
+            }
+            if !matches!(entry.file_type(), FileType::Directory | FileType::Unknown) {
+                continue;
+            }
+            let child = rustix::fs::openat2(
+                &dir,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
+            );
+            match child {
+                Ok(fd) => {
+                    found += 1;
+                    if found > MAX_CGROUPS_CHECKED {
+                        bail!(
+                            "cgroup {} has more than {MAX_CGROUPS_CHECKED} cgroups beneath it; refusing to make it writable unchecked",
+                            path.display()
+                        );
+                    }
+                    let name = std::ffi::OsStr::from_bytes(name.to_bytes());
+                    todo.push((fd, rel.join(name)));
+                }
+                // Removed meanwhile, or not a directory.
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("open a cgroup beneath {}", rel.display()));
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// What `/proc` shows of process `pid` (in the hook's pid namespace): each
+/// thread's mount namespace, or that it has exited (see [`Member`]).
+fn member(pid: u32) -> Member {
+    let tasks = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Member::Gone,
+        Err(_) => return Member::Threads(Vec::new()),
+    };
+    let mut threads = Vec::new();
+    for task in tasks {
+        let Ok(task) = task else {
+            threads.push(ThreadNs::Unreadable);
+            continue;
+        };
+        let dir = task.path();
+        threads.push(match std::fs::metadata(dir.join("ns/mnt")) {
+            Ok(m) => ThreadNs::Mnt(m.ino()),
+            Err(_) => match std::fs::read_to_string(dir.join("stat")) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => ThreadNs::Exited,
+                Err(_) => ThreadNs::Unreadable,
+                // The state letter follows the last ')' (the command name
+                // may hold any character): proc_pid_stat(5).
+                Ok(stat) => match stat
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.trim_start().chars().next())
+                {
+                    Some('Z' | 'X' | 'x') => ThreadNs::Exited,
+                    _ => ThreadNs::Unreadable,
+                },
+            },
+        });
+    }
+    if threads.is_empty() && !Path::new(&format!("/proc/{pid}")).exists() {
+        return Member::Gone;
+    }
+    Member::Threads(threads)
 }
 
 /// Chowns the container's own cgroup directory and the given files in it
@@ -737,7 +997,9 @@ impl Namespace {
                 mode,
                 owner,
             } => self.write_file(dest, contents.as_bytes(), *mode, *owner),
-            Action::ClearFile { .. } => bail!("not a prestart action"),
+            Action::ClearFile { .. } | Action::RemoveUnfinishedHostDir { .. } => {
+                bail!("not a prestart action")
+            }
         }
     }
 
@@ -1160,5 +1422,25 @@ mod tests {
             ino: 2,
         };
         assert_eq!(root_alias(same_ino, other, &host), None);
+    }
+
+    #[test]
+    fn what_poststop_does_with_a_journal_dir() {
+        let id = "4f3c2a1b9e8d";
+        let ours = Some(id.as_bytes());
+        assert_eq!(leftover(ours, id, false, true), Leftover::Remove);
+        assert_eq!(leftover(ours, id, false, false), Leftover::HoldsFiles);
+        assert_eq!(leftover(ours, id, true, true), Leftover::Finished);
+        assert_eq!(leftover(ours, id, true, false), Leftover::Finished);
+        for found in [
+            None,
+            Some(&b"other"[..]),
+            Some(&b""[..]),
+            Some(&b"4f3c2a1b9e8"[..]),
+        ] {
+            for done in [false, true] {
+                assert_eq!(leftover(found, id, done, true), Leftover::NotOurs);
+            }
+        }
     }
 }

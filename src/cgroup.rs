@@ -162,6 +162,57 @@ pub fn read_memory_limit(mount_point: &Path, cgroup: &Path, file: &str) -> Optio
     parse_memory_limit(&s)
 }
 
+/// One thread of a process that a cgroup lists, as `/proc/<pid>/task/<tid>`
+/// shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadNs {
+    /// The inode of the thread's mount namespace (`ns/mnt`).
+    Mnt(u64),
+    /// The thread has exited: its task entry is gone, or it is a zombie or
+    /// dead (state `Z`, `X`) and so holds no namespace any more.
+    Exited,
+    /// The thread lives but its `ns/mnt` cannot be read.
+    Unreadable,
+}
+
+/// A process listed in a cgroup's `cgroup.procs`, as the hook found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Member {
+    /// `/proc/<pid>` no longer exists: exited and reaped.
+    Gone,
+    /// The process's threads (`/proc/<pid>/task`), each with its mount
+    /// namespace. A process whose main thread exited is listed under its
+    /// pid while its other threads live on (kernel `css_task_iter`): its
+    /// own `/proc/<pid>/ns/mnt` is unreadable, its threads' are not.
+    Threads(Vec<ThreadNs>),
+}
+
+/// The first process in `members` (pid, what was found) that is not the
+/// container's: a process is the container's when it is gone, or when each
+/// of its threads has exited or is in the mount namespace `container_ns`
+/// (inode). A live thread in another namespace, or one whose namespace
+/// cannot be read, makes the process foreign; so does a process whose
+/// threads could not be listed at all.
+///
+/// Source: the cgroup-sharing rule of this hook (a cgroup that also holds
+/// host processes is never made writable or delegated).
+pub fn first_foreign(container_ns: u64, members: &[(u32, Member)]) -> Option<u32> {
+    members.iter().find_map(|(pid, member)| {
+        let ours = match member {
+            Member::Gone => true,
+            Member::Threads(threads) => {
+                !threads.is_empty()
+                    && threads.iter().all(|t| match t {
+                        ThreadNs::Mnt(ns) => *ns == container_ns,
+                        ThreadNs::Exited => true,
+                        ThreadNs::Unreadable => false,
+                    })
+            }
+        };
+        (!ours).then_some(*pid)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +294,45 @@ mod tests {
     fn this_host_layout_is_detected() {
         // Whatever the host is, detection must give an answer, not an error.
         detect_layout().expect("a known cgroup layout");
+    }
+
+    #[test]
+    fn foreign_members() {
+        use Member::{Gone, Threads};
+        use ThreadNs::{Exited, Mnt, Unreadable};
+        const C: u64 = 4026532000;
+        const HOST: u64 = 4026531840;
+        let ok = |m: Member| first_foreign(C, &[(7, m)]).is_none();
+        assert!(ok(Gone), "reaped");
+        assert!(ok(Threads(vec![Mnt(C)])));
+        assert!(ok(Threads(vec![Mnt(C), Mnt(C), Exited])), "a thread exited");
+        assert!(ok(Threads(vec![Exited])), "a zombie with no live thread");
+        assert!(
+            ok(Threads(vec![Exited, Mnt(C)])),
+            "main thread exited, the other is the container's"
+        );
+        assert!(!ok(Threads(vec![Mnt(HOST)])), "a host process");
+        assert!(
+            !ok(Threads(vec![Exited, Mnt(HOST)])),
+            "main thread exited, a host thread lives on"
+        );
+        assert!(
+            !ok(Threads(vec![Mnt(C), Mnt(HOST)])),
+            "one thread in another namespace"
+        );
+        assert!(!ok(Threads(vec![Mnt(C), Unreadable])), "unreadable");
+        assert!(!ok(Threads(vec![])), "no thread could be listed");
+        assert_eq!(
+            first_foreign(
+                C,
+                &[
+                    (1, Gone),
+                    (2, Threads(vec![Mnt(C)])),
+                    (3, Threads(vec![Mnt(HOST)]))
+                ]
+            ),
+            Some(3)
+        );
+        assert_eq!(first_foreign(C, &[]), None);
     }
 }

@@ -144,7 +144,7 @@ pub fn explain(args: &ExplainArgs, out: &mut impl Write) -> anyhow::Result<()> {
     {
         writeln!(out, "  skip: {s}")?;
     }
-    let post = plan::poststop(&config, &machine_id);
+    let post = plan::poststop(&config, &id, &machine_id);
     writeln!(out, "poststop:")?;
     for (i, a) in post.actions.iter().enumerate() {
         writeln!(out, "  {}. {a}", i + 1)?;

@@ -29,7 +29,9 @@
 //!   `root.readonly` it is written to `/run/machine-id` and bound read-only
 //!   over `/etc/machine-id`, as systemd itself does for a read-only `/etc`.
 //!
-//! A poststop plan empties `/etc/machine-id` again when it still holds the id.
+//! A poststop plan removes the host journal directory when a prestart that
+//! was killed left it (see [`Action::RemoveUnfinishedHostDir`]) and empties
+//! `/etc/machine-id` again when it still holds the id.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -215,6 +217,13 @@ pub enum Action {
     },
     /// Truncate the regular file `dest` when its content (trimmed) is `expected`.
     ClearFile { dest: PathBuf, expected: String },
+    /// Poststop, on the host: remove the directory `path` (a [`Action::HostDir`]
+    /// of prestart) when a prestart that was killed (a hooks.d `timeout`,
+    /// SIGKILL) left it: it carries `marker`, this container's id, but not
+    /// the mark a finished prestart sets last, and it is empty. Anything else
+    /// there is left alone: another container's directory, or the journal of
+    /// a container that started.
+    RemoveUnfinishedHostDir { path: PathBuf, marker: String },
 }
 
 impl Action {
@@ -231,6 +240,7 @@ impl Action {
             Action::RemountReadOnly { .. } => "remount-ro",
             Action::WriteFile { .. } => "write",
             Action::ClearFile { .. } => "clear",
+            Action::RemoveUnfinishedHostDir { .. } => "host-cleanup",
         }
     }
 }
@@ -318,6 +328,11 @@ impl fmt::Display for Action {
             Action::ClearFile { dest, .. } => {
                 write!(f, "empty {} if it holds the machine-id", dest.display())
             }
+            Action::RemoveUnfinishedHostDir { path, .. } => write!(
+                f,
+                "rmdir on host {} if an unfinished prestart of this container left it empty",
+                path.display()
+            ),
         }
     }
 }
@@ -618,10 +633,16 @@ fn bind_own_cgroup(
     Ok(())
 }
 
-/// Builds the poststop plan: empty `/etc/machine-id` when prestart wrote it
-/// into the image (not for read-only images, not when config.json mounts it).
-pub fn poststop(config: &ContainerConfig, machine_id: &MachineId) -> Plan {
+/// Builds the poststop plan for the container `id`: remove the host journal
+/// directory if a killed prestart left it; empty `/etc/machine-id` when
+/// prestart wrote it into the image (not for read-only images, not when
+/// config.json mounts it).
+pub fn poststop(config: &ContainerConfig, id: &str, machine_id: &MachineId) -> Plan {
     let mut plan = Plan::default();
+    plan.actions.push(Action::RemoveUnfinishedHostDir {
+        path: Path::new(HOST_JOURNAL_ROOT).join(machine_id.as_str()),
+        marker: id.to_string(),
+    });
     if config.readonly {
         plan.skipped
             .push("/etc/machine-id: read-only image, nothing was written".into());
@@ -837,7 +858,13 @@ mod tests {
             dest: p("/etc/machine-id"),
             contents: format!("{}\n", mid()),
         }));
-        assert!(poststop(&c, &mid()).actions.is_empty());
+        assert!(
+            !poststop(&c, ID, &mid())
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::ClearFile { .. })),
+            "nothing written into a read-only image"
+        );
     }
 
     fn unified(fixture: &str) -> HostFacts {
@@ -1111,14 +1138,27 @@ mod tests {
     }
 
     #[test]
-    fn poststop_empties_the_machine_id() {
-        let plan = poststop(&podman_config(), &mid());
+    fn poststop_cleans_an_unfinished_journal_dir_and_empties_the_machine_id() {
+        let plan = poststop(&podman_config(), ID, &mid());
         assert_eq!(
             plan.actions,
-            vec![Action::ClearFile {
-                dest: p("/etc/machine-id"),
-                expected: mid().to_string()
-            }]
+            vec![
+                Action::RemoveUnfinishedHostDir {
+                    path: p(&format!("/var/log/journal/{}", mid())),
+                    marker: ID.to_string()
+                },
+                Action::ClearFile {
+                    dest: p("/etc/machine-id"),
+                    expected: mid().to_string()
+                }
+            ]
         );
+        let ro = ContainerConfig {
+            readonly: true,
+            ..podman_config()
+        };
+        let plan = poststop(&ro, ID, &mid());
+        assert_eq!(plan.actions.len(), 1, "{plan}");
+        assert_eq!(plan.actions[0].kind(), "host-cleanup");
     }
 }
