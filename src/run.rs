@@ -155,7 +155,7 @@ fn poststop(state: &HookState) -> anyhow::Result<()> {
         }
         Decision::Apply(m) => m,
     };
-    let plan = plan::poststop(&config, &machine_id);
+    let plan = plan::poststop(&config, &state.id, &machine_id);
     apply::poststop(&plan, &config.rootfs)?;
     log::info!("cleaned {}", config.rootfs.display());
     Ok(())

@@ -10,7 +10,7 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -553,6 +553,403 @@ fn an_existing_journal_dir_is_reused_only_by_its_own_container() {
         sb3.mount_at(&format!("/var/log/journal/{}", sb3.machine_id()))
             .is_some()
     );
+}
+
+/// A user-namespace config: the hook chowns the own cgroup, so a refusal
+/// must also leave the cgroup's owner alone.
+fn userns_config() -> serde_json::Value {
+    json!({"linux": {
+        "namespaces": [{"type": "mount"}, {"type": "user"}],
+        "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+        "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    }})
+}
+
+/// A host process for a test (not in any sandbox's mount namespace): killed
+/// by its pid and reaped on drop, then the cgroups made for it removed,
+/// deepest first.
+struct HostProcess {
+    child: std::process::Child,
+    cgroups: Vec<std::path::PathBuf>,
+}
+
+impl HostProcess {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for d in self.cgroups.iter().rev() {
+            for _ in 0..100 {
+                if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Asserts that prestart refused with "not in the container" and changed
+/// nothing: no journal dir, the own cgroup's owner unchanged, no mount on the
+/// host or in the container.
+fn assert_refused_cleanly(sb: &Sandbox, o: &std::process::Output, host_before: &[PathBuf]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("not in the container"), "{err}");
+    assert!(is_refusal(o), "a refusal, not a failure: {err}");
+    for f in ["", "cgroup.procs"] {
+        let m = std::fs::metadata(sb.cgroup_dirs[0].join(f)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (0, 0), "owner of the own cgroup {f}");
+    }
+    assert!(!sb.host_journal().exists(), "journal dir left");
+    assert_eq!(host_mounts(), host_before);
+    assert!(
+        sb.mount_at("/run").is_none(),
+        "nothing done in the container"
+    );
+}
+
+#[test]
+#[serial_test::serial]
+fn a_host_process_in_a_child_cgroup_of_the_container_is_seen() {
+    let sb = Sandbox::new(userns_config());
+    let nested = sb.cgroup_dirs[0].join("nested");
+    let deeper = nested.join("deeper");
+    let mut host = HostProcess {
+        child: Command::new("sleep").arg("600").spawn().unwrap(),
+        cgroups: Vec::new(),
+    };
+    for d in [&nested, &deeper] {
+        std::fs::create_dir(d).unwrap();
+        host.cgroups.push(d.clone());
+    }
+    std::fs::write(deeper.join("cgroup.procs"), host.pid().to_string()).unwrap();
+    let host_before = host_mounts();
+    let o = sb.prestart();
+    assert_refused_cleanly(&sb, &o, &host_before);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nested/deeper"),
+        "the error names the cgroup: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Tells the helper test below to run (it does nothing otherwise).
+const LEADER_HELPER_ENV: &str = "OSH_TEST_LEADER_EXIT_HELPER";
+/// What the helper prints once its signal handler is in place (libtest
+/// prints the test's name before it on the same line).
+const HELPER_READY: &str = "osh-helper-ready";
+
+/// Not a test: the helper process of
+/// `a_process_whose_main_thread_exited_is_not_taken_for_gone`. It keeps a
+/// second thread alive, makes SIGUSR1 end only the thread that receives it
+/// (`exit(2)`, not `exit_group(2)`), prints [`HELPER_READY`] and waits to be
+/// killed.
+#[test]
+#[ignore = "helper process, run by a_process_whose_main_thread_exited_is_not_taken_for_gone"]
+fn helper_whose_main_thread_exits_on_sigusr1() {
+    if std::env::var_os(LEADER_HELPER_ENV).is_none() {
+        return;
+    }
+    extern "C" fn exit_this_thread(_: libc::c_int) {
+        // SAFETY: exit(2) ends the calling thread only; async-signal-safe.
+        unsafe { libc::syscall(libc::SYS_exit, 0) };
+    }
+    // SAFETY: installs a handler that only makes a system call.
+    unsafe {
+        libc::signal(
+            libc::SIGUSR1,
+            exit_this_thread as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        )
+    };
+    std::thread::spawn(|| {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600))
+        }
+    });
+    println!("{HELPER_READY}");
+    std::io::Write::flush(&mut std::io::stdout()).unwrap();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600))
+    }
+}
+
+/// The state letter of thread `tid` of process `pid` (`R`, `S`, `Z`, ...).
+fn thread_state(pid: u32, tid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+#[test]
+#[serial_test::serial]
+fn a_process_whose_main_thread_exited_is_not_taken_for_gone() {
+    use std::io::BufRead;
+    let sb = Sandbox::new(userns_config());
+    let mut host = HostProcess {
+        child: Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "helper_whose_main_thread_exits_on_sigusr1",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(LEADER_HELPER_ENV, "1")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        cgroups: Vec::new(),
+    };
+    let pid = host.pid();
+    let out = std::io::BufReader::new(host.child.stdout.take().unwrap());
+    assert!(
+        out.lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains(HELPER_READY)),
+        "the helper never got ready"
+    );
+    // Into the container's own cgroup with all its threads, then its main
+    // thread exits: a zombie leader with a live thread in the host's mount
+    // namespace.
+    std::fs::write(sb.cgroup_dirs[0].join("cgroup.procs"), pid.to_string()).unwrap();
+    // SAFETY: tgkill(2) with the helper's pid and its main thread's tid.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, pid, pid, libc::SIGUSR1) };
+    assert_eq!(r, 0, "tgkill");
+    let mut polls = 0;
+    while thread_state(pid, pid) != Some('Z') {
+        polls += 1;
+        assert!(polls < 10_000, "the helper's main thread never exited");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // The case itself: listed in the cgroup, its ns/mnt unreadable.
+    let procs = std::fs::read_to_string(sb.cgroup_dirs[0].join("cgroup.procs")).unwrap();
+    assert!(
+        procs.split_whitespace().any(|p| p == pid.to_string()),
+        "{procs}"
+    );
+    assert!(std::fs::metadata(format!("/proc/{pid}/ns/mnt")).is_err());
+    let host_before = host_mounts();
+    let o = sb.prestart();
+    assert_refused_cleanly(&sb, &o, &host_before);
+}
+
+#[test]
+#[serial_test::serial]
+fn a_machine_id_taken_by_another_container_keeps_the_journal_inside() {
+    // `earlier` claims the machine-id that `later` derives from its id.
+    let later = Sandbox::new(json!({}));
+    let earlier = Sandbox::new(json!({"process": {
+        "cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["/sbin/init"],
+        "env": [format!("container_uuid={}", later.machine_id())]
+    }}));
+    let mid = later.machine_id().to_string();
+    assert_ok(&earlier.prestart());
+    assert!(
+        earlier
+            .mount_at(&format!("/var/log/journal/{mid}"))
+            .is_some()
+    );
+    let o = later.prestart();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "later boots: {err}");
+    let warnings: Vec<_> = err.lines().filter(|l| l.contains(": warn: ")).collect();
+    assert_eq!(warnings.len(), 1, "one warning: {err}");
+    assert!(
+        warnings[0].contains(&earlier.id[..12]) && warnings[0].contains(&mid),
+        "the warning names the journal dir and its container: {}",
+        warnings[0]
+    );
+    assert!(
+        later.mount_at(&format!("/var/log/journal/{mid}")).is_none()
+            && later.mount_at(&format!("/run/log/journal/{mid}")).is_none(),
+        "no host journal bound into the later container"
+    );
+    assert_eq!(
+        later.read("/etc/machine-id").unwrap(),
+        format!("{mid}\n").as_bytes()
+    );
+    assert_eq!(
+        later.mount_at("/run").map(|m| m.fs_type).as_deref(),
+        Some("tmpfs"),
+        "the rest is done"
+    );
+    // Neither poststop removes the journal dir of the container that made it.
+    assert_ok(&later.poststop());
+    assert_ok(&earlier.poststop());
+    assert!(later.host_journal().is_dir());
+    let mut buf = [0u8; 128];
+    let n = rustix::fs::getxattr(
+        later.host_journal(),
+        oci_systemd_hook::apply::JOURNAL_MARKER_XATTR,
+        &mut buf,
+    )
+    .unwrap();
+    assert_eq!(&buf[..n], earlier.id.as_bytes());
+}
+
+/// A fanotify group that holds every open of one file until the test
+/// answers (`FAN_OPEN_PERM`): stops a process at a known point of its work,
+/// whatever the machine's speed.
+struct OpenGate(std::os::fd::OwnedFd);
+
+impl OpenGate {
+    fn new(file: &Path) -> OpenGate {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: fanotify_init(2) with constant flags; the fd is owned below.
+        let fd = unsafe {
+            libc::fanotify_init(
+                libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK,
+                (libc::O_RDONLY | libc::O_CLOEXEC) as u32,
+            )
+        };
+        assert!(
+            fd >= 0,
+            "fanotify_init: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: fd was just returned to us and is not owned elsewhere.
+        let gate = OpenGate(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        let path = std::ffi::CString::new(file.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid fanotify fd and a NUL-terminated path.
+        let r = unsafe {
+            libc::fanotify_mark(
+                fd,
+                libc::FAN_MARK_ADD,
+                libc::FAN_OPEN_PERM,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+            )
+        };
+        assert_eq!(r, 0, "fanotify_mark: {}", std::io::Error::last_os_error());
+        gate
+    }
+
+    /// The pids of the processes now held in an open of the file, each
+    /// with the event's fd to answer with [`OpenGate::allow`]; empty when
+    /// none is waiting after a short poll.
+    fn waiting(&self) -> Vec<(i32, std::os::fd::OwnedFd)> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let mut pfd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 100) };
+        let meta = std::mem::size_of::<libc::fanotify_event_metadata>();
+        let mut buf = vec![0u8; meta * 16];
+        // SAFETY: reads into a buffer of buf.len() bytes.
+        let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let mut out = Vec::new();
+        let mut off = 0;
+        while n > 0 && off + meta <= n as usize {
+            // SAFETY: the kernel wrote a whole event at off (event_len steps).
+            let ev: libc::fanotify_event_metadata =
+                unsafe { std::ptr::read_unaligned(buf[off..].as_ptr().cast()) };
+            if ev.fd >= 0 {
+                // SAFETY: the event's fd is ours to close.
+                out.push((ev.pid, unsafe { std::os::fd::OwnedFd::from_raw_fd(ev.fd) }));
+            }
+            off += ev.event_len as usize;
+        }
+        out
+    }
+
+    /// Lets the held open go on.
+    fn allow(&self, event: std::os::fd::OwnedFd) {
+        use std::os::fd::AsRawFd;
+        let answer = libc::fanotify_response {
+            fd: event.as_raw_fd(),
+            response: libc::FAN_ALLOW,
+        };
+        // SAFETY: writes one fanotify_response; an answer to a process that
+        // is already gone fails harmlessly.
+        unsafe {
+            libc::write(
+                self.0.as_raw_fd(),
+                (&raw const answer).cast(),
+                std::mem::size_of_val(&answer),
+            )
+        };
+    }
+}
+
+#[test]
+#[serial_test::serial]
+fn poststop_undoes_what_a_killed_prestart_left_on_the_host() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut sb = Sandbox::new(userns_config());
+    // The copy-up of /run opens this image file: the hook is then inside
+    // the container's namespace, its host steps done.
+    let gate = OpenGate::new(&sb.rootfs.join("run/seed-run"));
+    let state = json!({"ociVersion": "1.0.2", "id": sb.id, "status": "creating", "pid": sb.pid(), "bundle": sb.bundle});
+    let mut hook = Command::new(HOOK)
+        .current_dir(&sb.bundle)
+        .env_remove("stage")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut hook.stdin.take().unwrap(),
+        state.to_string().as_bytes(),
+    )
+    .unwrap();
+    let mut killed = false;
+    while !killed {
+        for (pid, event) in gate.waiting() {
+            if pid == hook.id() as i32 {
+                // As a hooks.d timeout does: SIGKILL.
+                hook.kill().unwrap();
+                killed = true;
+            }
+            gate.allow(event);
+        }
+        if !killed && let Some(st) = hook.try_wait().unwrap() {
+            panic!("the hook ended ({st}) without opening the gated file");
+        }
+    }
+    assert_eq!(hook.wait().unwrap().signal(), Some(libc::SIGKILL));
+    drop(gate);
+
+    // What the killed prestart left on the host: the journal dir, and with a
+    // user namespace the own cgroup chowned.
+    assert!(
+        sb.host_journal().is_dir(),
+        "the kill came after the host steps"
+    );
+    assert_eq!(std::fs::metadata(&sb.cgroup_dirs[0]).unwrap().uid(), 100000);
+
+    // The runtime's delete: the container's processes and its cgroup go
+    // (runc's destroy() removes the cgroup, then runs poststop).
+    sb.sleeper.kill().unwrap();
+    sb.sleeper.wait().unwrap();
+    for d in &sb.cgroup_dirs {
+        for _ in 0..100 {
+            if std::fs::remove_dir(d).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!d.exists(), "{}", d.display());
+    }
+    assert_ok(&sb.poststop());
+    assert!(
+        !sb.host_journal().exists(),
+        "poststop removes the journal dir a killed prestart made"
+    );
+    // A prestart that finished keeps its journal dir after poststop.
+    let sb2 = Sandbox::new(json!({}));
+    assert_ok(&sb2.prestart());
+    assert_ok(&sb2.poststop());
+    assert!(sb2.host_journal().is_dir());
 }
 
 /// Makes a host mount shared for the test's duration, as systemd hosts have

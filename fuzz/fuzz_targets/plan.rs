@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use oci_systemd_hook::cgroup::{Layout, container_cgroups};
 use oci_systemd_hook::decide::{Decision, decide};
 use oci_systemd_hook::facts::HostFacts;
-use oci_systemd_hook::plan::{self, ContainerStep, HostSource, HostStep, RootfsStep};
+use oci_systemd_hook::plan::{self, ContainerStep, HostSource, HostStep, PoststopHostStep, RootfsStep};
 use procfs::FromBufRead;
 
 fuzz_target!(|data: &[u8]| {
@@ -68,7 +68,14 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    for r in &plan::poststop(&config, &machine_id).rootfs {
+    let post = plan::poststop(&config, &id, &machine_id);
+    for h in &post.host {
+        let _ = h.to_string();
+        match h {
+            PoststopHostStep::RemoveUnfinishedHostDir { path, .. } => assert!(path.starts_with("/var/log/journal")),
+        }
+    }
+    for r in &post.rootfs {
         let _ = r.to_string();
         match r {
             RootfsStep::ClearFile { dest, .. } => assert!(dest.is_absolute()),

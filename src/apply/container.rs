@@ -39,9 +39,33 @@ pub(super) struct Namespace {
 
 impl Namespace {
     /// Opens the rootfs (after setns) and works out where the hook may write.
-    pub(super) fn open(rootfs: &Path, plan: &Plan, host: HostIds) -> anyhow::Result<Namespace> {
-        let root =
-            Root::open(rootfs).with_context(|| format!("open rootfs {}", rootfs.display()))?;
+    /// Opens the rootfs: `rootfs` (absolute, as the runtime sees it) resolved
+    /// inside `process_root`, the container process's root directory, with
+    /// symlinks kept inside it as the runtime's own lookup would.
+    pub(super) fn open(
+        process_root: BorrowedFd<'_>,
+        rootfs: &Path,
+        plan: &Plan,
+        host: HostIds,
+    ) -> anyhow::Result<Namespace> {
+        let root = rustix::fs::openat2(
+            process_root,
+            rootfs,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT,
+        )
+        .map(Root::from_fd)
+        .map_err(|e| match e {
+            // RESOLVE_IN_ROOT refuses to cross a magic link: a root.path
+            // through /proc/<pid>/root or /proc/<pid>/fd names another
+            // process's tree, never an image.
+            rustix::io::Errno::XDEV => Refusal::MagicLinkRootfs {
+                rootfs: rootfs.to_path_buf(),
+            }
+            .into(),
+            e => anyhow::Error::new(e).context(format!("open rootfs {}", rootfs.display())),
+        })?;
         refuse_namespace_root(&root, rootfs, &host)?;
         let table = facts::own_mount_table()?;
         let real_root = mounts::fd_path(root.as_fd())?;

@@ -13,10 +13,11 @@
 //!   ([`check_not_root`]);
 //! - write or empty `/etc/machine-id` only when it is the image's own file:
 //!   on its file system, not the host's, one link ([`foreign_machine_id`]);
-//! - never make writable or delegate a cgroup that holds a process outside
-//!   the container ([`check_cgroup_procs`]);
+//! - never make writable or delegate a cgroup, or a cgroup beneath it, that
+//!   holds a process outside the container ([`check_cgroup_members`]);
 //! - reuse a host directory only when it carries this container's mark
-//!   ([`check_marker`]).
+//!   ([`check_marker`]); at poststop remove only an empty one that a killed
+//!   prestart of this container left ([`leftover`]).
 //!
 //! A broken rule is a [`Refusal`]: its own error kind, distinct from an I/O
 //! failure (as libpathrs' `ErrorKind::SafetyViolation`), so that callers and
@@ -61,9 +62,25 @@ pub enum Refusal {
     /// The parent of a host directory to create is missing.
     #[error("{} does not exist; the hook does not create it (it would change how the host keeps its journal)", parent.display())]
     NoHostParent { parent: PathBuf },
-    /// A host directory exists without this container's mark.
+    /// A host directory exists without the hook's mark.
     #[error("{} exists and was not made for this container; not reusing it", path.display())]
     NotOurHostDir { path: PathBuf },
+    /// A host directory carries another container's mark (`owner`, its
+    /// short id): a container with the same machine-id made it.
+    #[error("{} belongs to container {owner} (the same machine-id); not reusing it", path.display())]
+    ForeignHostDir { path: PathBuf, owner: String },
+    /// `root.path` goes through a `/proc` magic link (`RESOLVE_IN_ROOT`'s
+    /// `EXDEV`): another process's tree, never an image.
+    #[error("the rootfs {} is reached through a /proc magic link, an alias of another process's tree; refusing", rootfs.display())]
+    MagicLinkRootfs { rootfs: PathBuf },
+    /// The container's cgroup has more cgroups beneath it than the hook
+    /// checks ([`MAX_CGROUPS_CHECKED`]).
+    #[error("cgroup {} has more than {MAX_CGROUPS_CHECKED} cgroups beneath it; refusing to make it writable unchecked", cgroup.display())]
+    TooManyCgroups { cgroup: PathBuf },
+    /// The cgroups beneath the container's list more processes than the
+    /// hook reads ([`MAX_PROCS_BYTES`]).
+    #[error("the cgroups beneath {} list more than {MAX_PROCS_BYTES} bytes of processes; refusing to make them writable unchecked", cgroup.display())]
+    TooManyProcs { cgroup: PathBuf },
     /// A host directory to reuse is not a directory.
     #[error("{} is not a directory", path.display())]
     HostDirNotDir { path: PathBuf },
@@ -269,38 +286,122 @@ pub fn check_attach(table: &[MountInfo], ours: &[u64], on: u64) -> Result<(), Re
     }
 }
 
-/// Refuses when the cgroup `cgroup` (its `cgroup.procs` text is `procs`)
-/// holds a process whose mount namespace (`ns_of(pid)`: its inode, `None`
-/// when the process is gone) is not `container_ns`.
-pub fn check_cgroup_procs(
-    cgroup: &Path,
-    procs: &str,
-    container_ns: u64,
-    ns_of: impl Fn(&str) -> Option<u64>,
-) -> Result<(), Refusal> {
-    for pid in procs.split_whitespace() {
-        match ns_of(pid) {
-            Some(ns) if ns != container_ns => {
-                return Err(Refusal::ForeignProcess {
-                    cgroup: cgroup.to_path_buf(),
-                    pid: pid.to_string(),
-                });
+/// Most cgroups the membership check reads: the container's own and its
+/// descendants. At prestart a container has one (systemd has not started
+/// yet); past this bound the hook refuses rather than leave some unchecked.
+pub const MAX_CGROUPS_CHECKED: usize = 4096;
+
+/// Most bytes of `cgroup.procs` the membership check reads, all cgroups
+/// together (1 MiB: some 100 000 pids); past it the hook refuses.
+pub const MAX_PROCS_BYTES: u64 = 1 << 20;
+
+/// One thread of a process that a cgroup lists, as `/proc/<pid>/task/<tid>`
+/// shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadNs {
+    /// The inode of the thread's mount namespace (`ns/mnt`).
+    Mnt(u64),
+    /// The thread has exited: its task entry is gone, or it is a zombie or
+    /// dead (state `Z`, `X`) and so holds no namespace any more.
+    Exited,
+    /// The thread lives but its `ns/mnt` cannot be read.
+    Unreadable,
+}
+
+/// A process listed in a cgroup's `cgroup.procs`, as the hook found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Member {
+    /// `/proc/<pid>` no longer exists: exited and reaped.
+    Gone,
+    /// The process's threads (`/proc/<pid>/task`), each with its mount
+    /// namespace. A process whose main thread exited is listed under its
+    /// pid while its other threads live on (kernel `css_task_iter`): its
+    /// own `/proc/<pid>/ns/mnt` is unreadable, its threads' are not.
+    Threads(Vec<ThreadNs>),
+}
+
+/// The first process in `members` (pid, what was found) that is not the
+/// container's: a process is the container's when it is gone, or when each
+/// of its threads has exited or is in the mount namespace `container_ns`
+/// (inode). A live thread in another namespace, or one whose namespace
+/// cannot be read, makes the process foreign; so does a process whose
+/// threads could not be listed at all.
+pub fn first_foreign(container_ns: u64, members: &[(u32, Member)]) -> Option<u32> {
+    members.iter().find_map(|(pid, member)| {
+        let ours = match member {
+            Member::Gone => true,
+            Member::Threads(threads) => {
+                !threads.is_empty()
+                    && threads.iter().all(|t| match t {
+                        ThreadNs::Mnt(ns) => *ns == container_ns,
+                        ThreadNs::Exited => true,
+                        ThreadNs::Unreadable => false,
+                    })
             }
-            _ => {}
-        }
+        };
+        (!ours).then_some(*pid)
+    })
+}
+
+/// Refuses when the cgroup `cgroup` holds a process that is not the
+/// container's (see [`first_foreign`]): a cgroup shared with host processes
+/// is never made writable or delegated.
+pub fn check_cgroup_members(
+    cgroup: &Path,
+    container_ns: u64,
+    members: &[(u32, Member)],
+) -> Result<(), Refusal> {
+    match first_foreign(container_ns, members) {
+        Some(pid) => Err(Refusal::ForeignProcess {
+            cgroup: cgroup.to_path_buf(),
+            pid: pid.to_string(),
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Refuses to reuse the existing host directory `path` unless its mark
-/// (`found`, the xattr's value when there is one) is `marker`.
+/// (`found`, the xattr's value when there is one) is `marker`; a mark of
+/// another container is named by its short id.
 pub fn check_marker(path: &Path, found: Option<&[u8]>, marker: &str) -> Result<(), Refusal> {
-    if found == Some(marker.as_bytes()) {
-        Ok(())
-    } else {
-        Err(Refusal::NotOurHostDir {
+    match found {
+        Some(f) if f == marker.as_bytes() => Ok(()),
+        None | Some([]) => Err(Refusal::NotOurHostDir {
             path: path.to_path_buf(),
-        })
+        }),
+        Some(other) => Err(Refusal::ForeignHostDir {
+            path: path.to_path_buf(),
+            owner: String::from_utf8_lossy(other).chars().take(12).collect(),
+        }),
+    }
+}
+
+/// What poststop does with a host journal directory it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    /// Not marked for this container (another container's, or not the
+    /// hook's): left alone.
+    NotOurs,
+    /// This container's prestart finished: kept (its logs stay readable).
+    Finished,
+    /// Left by a killed prestart but holds files: left alone.
+    HoldsFiles,
+    /// Left by a killed prestart, empty: removed.
+    Remove,
+}
+
+/// Decides what a killed prestart left: `found` is the directory's marker
+/// xattr value, `done` whether it has the done mark, `empty` whether it
+/// holds no entry.
+pub fn leftover(found: Option<&[u8]>, marker: &str, done: bool, empty: bool) -> Leftover {
+    if found != Some(marker.as_bytes()) {
+        Leftover::NotOurs
+    } else if done {
+        Leftover::Finished
+    } else if !empty {
+        Leftover::HoldsFiles
+    } else {
+        Leftover::Remove
     }
 }
 

@@ -1,33 +1,38 @@
-//! The host side of prestart, in the hook's own mount namespace: pin the
-//! container, create host directories, delegate the container's cgroup, take
-//! the host objects the container steps bind; and undo all of it when
-//! prestart fails later.
+//! The host side, in the hook's own mount namespace: at prestart pin the
+//! container, create host directories (`hostdir`), check and delegate the
+//! container's cgroup (`members`), take the host objects the container steps
+//! bind, and undo all of it when prestart fails later; at poststop the host
+//! steps of the poststop plan.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use pathrs::flags::OpenFlags;
-use pathrs::{Handle, Root};
-use rustix::fs::{Mode, OFlags};
+use pathrs::Root;
+use rustix::fs::{AtFlags, Mode, OFlags};
 
-use super::guard::{self, HostIds, Refusal};
-use super::{chown_to, file_facts};
+use super::guard::{HostIds, Refusal};
+use super::{chown_to, file_facts, hostdir, members};
 use crate::config::Owner;
 use crate::mounts;
 use crate::plan::{HostSource, HostStep, ObjectId, PoststopHostStep};
 
-/// The xattr on a host journal directory that names the container it was
-/// made for. `trusted.*`: only host root can set it, never the container.
-pub const JOURNAL_MARKER_XATTR: &str = "trusted.oci-systemd-hook.id";
-
 /// A host change to undo if prestart fails.
-enum Change {
-    RemoveDir(PathBuf),
-    Chown { fd: OwnedFd, uid: u32, gid: u32 },
+pub(super) enum Change {
+    /// Remove the directory `name` in `parent` (an fd opened on the host side
+    /// before setns: after it the hook's paths resolve in the container's
+    /// namespace, and from a chroot no longer in the runtime's tree).
+    RemoveDir {
+        parent: OwnedFd,
+        name: std::ffi::OsString,
+        shown: PathBuf,
+    },
+    Chown {
+        fd: OwnedFd,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 /// The host changes made so far, undone in reverse order by [`Undo::run`].
@@ -35,15 +40,24 @@ enum Change {
 pub(super) struct Undo(Vec<Change>);
 
 impl Undo {
+    /// Records a change.
+    pub(super) fn push(&mut self, change: Change) {
+        self.0.push(change);
+    }
+
     /// Undoes every recorded change, newest first; failures are logged.
     pub(super) fn run(self) {
         for u in self.0.into_iter().rev() {
             match u {
-                Change::RemoveDir(dir) => {
-                    if let Err(e) = std::fs::remove_dir(&dir) {
+                Change::RemoveDir {
+                    parent,
+                    name,
+                    shown,
+                } => {
+                    if let Err(e) = rustix::fs::unlinkat(&parent, &name, AtFlags::REMOVEDIR) {
                         log::warn!(
                             "cannot remove {} after a failed prestart: {e}",
-                            dir.display()
+                            shown.display()
                         );
                     }
                 }
@@ -60,7 +74,13 @@ impl Undo {
 /// The container's mount namespace, pinned.
 pub(super) struct Container {
     pub(super) mnt_ns: OwnedFd,
-    mnt_ns_ino: u64,
+    pub(super) mnt_ns_ino: u64,
+    /// The root directory of the container's init process as the runtime
+    /// left it (`/proc/<pid>/root`, before pivot_root): `root.path` is
+    /// resolved inside it. Normally the namespace's root; when the runtime
+    /// runs in a plain chroot, that chroot — which `setns` would otherwise
+    /// lose, since it resets the hook's root to the namespace's real root.
+    pub(super) root: OwnedFd,
 }
 
 fn ns_ino(fd: BorrowedFd<'_>) -> anyhow::Result<u64> {
@@ -79,6 +99,12 @@ pub(super) fn pin_container(pid: i32) -> anyhow::Result<Container> {
         Mode::empty(),
     )
     .with_context(|| format!("the container process {pid} is gone"))?;
+    let root = rustix::fs::open(
+        format!("/proc/{pid}/root"),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("open the root directory of the container process {pid}"))?;
     // Signal 0 through the pidfd: the process that held the pid when the
     // namespace was opened still lives, so the pid was not reused meanwhile.
     // (rustix's Signal cannot be 0, hence libc.)
@@ -109,7 +135,11 @@ pub(super) fn pin_container(pid: i32) -> anyhow::Result<Container> {
     if ours == mnt_ns_ino {
         return Err(Refusal::HookNamespace { pid }.into());
     }
-    Ok(Container { mnt_ns, mnt_ns_ino })
+    Ok(Container {
+        mnt_ns,
+        mnt_ns_ino,
+        root,
+    })
 }
 
 /// The host's root directory and machine-id, by device and inode, read in
@@ -144,7 +174,9 @@ impl HostObjects {
     }
 }
 
-/// Runs the host steps in order. Changes are recorded in `undo`.
+/// Runs the host steps in order. Changes are recorded in `undo`; the host
+/// directories made or reused are returned to be marked done
+/// ([`hostdir::Unfinished::mark_done`]) when the whole prestart finished.
 ///
 /// # Errors
 /// The first failing step, with the step in the message.
@@ -152,8 +184,9 @@ pub(super) fn run(
     steps: &[HostStep],
     container: &Container,
     undo: &mut Undo,
-) -> anyhow::Result<HostObjects> {
+) -> anyhow::Result<(HostObjects, hostdir::Unfinished)> {
     let mut objects = HostObjects::default();
+    let mut unfinished = hostdir::Unfinished::default();
     let mut skipped_dirs: Vec<&Path> = Vec::new();
     // The own cgroup is both delegated and bound: check its processes once.
     let mut checked: Vec<&HostSource> = Vec::new();
@@ -167,10 +200,12 @@ pub(super) fn run(
                 label,
                 optional,
                 marker,
-            } => match host_dir(path, *mode, *owner, label.as_deref(), marker, undo) {
-                Ok(()) => {}
+            } => match hostdir::make(path, *mode, *owner, label.as_deref(), marker, undo) {
+                Ok(dir) => unfinished.push(dir, marker),
                 Err(e) if *optional => {
-                    log::warn!("{step}: {e:#}; skipped (no host journal for this container)");
+                    log::warn!(
+                        "{step}: {e:#}; skipped: no host journal for this container, journald keeps its journal inside it"
+                    );
                     skipped_dirs.push(path);
                 }
                 Err(e) => return Err(e.context(step.to_string())),
@@ -198,120 +233,37 @@ pub(super) fn run(
             }
         }
     }
-    Ok(objects)
+    Ok((objects, unfinished))
 }
 
 /// Runs one poststop host step (whether or not the rootfs is still there).
 pub(super) fn run_poststop(step: &PoststopHostStep) -> anyhow::Result<()> {
-    match *step {}
+    match step {
+        PoststopHostStep::RemoveUnfinishedHostDir { path, marker } => {
+            hostdir::remove_unfinished(path, marker)
+        }
+    }
 }
 
-/// [`check_cgroup_is_the_containers`], once per cgroup and prestart.
+/// [`members::check_cgroup_is_the_containers`], once per cgroup and
+/// prestart.
 fn check_once<'a>(
     source: &'a HostSource,
     checked: &mut Vec<&'a HostSource>,
     container: &Container,
 ) -> anyhow::Result<()> {
     if !checked.contains(&source) {
-        check_cgroup_is_the_containers(source, container)?;
+        members::check_cgroup_is_the_containers(source, container)?;
         checked.push(source);
     }
-    Ok(())
-}
-
-/// Creates the host directory `path` (its parent must exist), owned and
-/// labelled as asked, marked with the container id; or reuses it when it
-/// carries this container's mark (a restarted container).
-fn host_dir(
-    path: &Path,
-    mode: u32,
-    owner: Option<Owner>,
-    label: Option<&str>,
-    marker: &str,
-    undo: &mut Undo,
-) -> anyhow::Result<()> {
-    let parent = path.parent().context("no parent directory")?;
-    if !parent.is_dir() {
-        return Err(Refusal::NoHostParent {
-            parent: parent.to_path_buf(),
-        }
-        .into());
-    }
-    match std::fs::DirBuilder::new().mode(mode).create(path) {
-        Ok(()) => undo.0.push(Change::RemoveDir(path.to_path_buf())),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let mut buf = vec![0u8; 256];
-            let found = rustix::fs::lgetxattr(path, JOURNAL_MARKER_XATTR, &mut buf)
-                .ok()
-                .map(|n| &buf[..n]);
-            guard::check_marker(path, found, marker)?;
-            if !std::fs::symlink_metadata(path)?.is_dir() {
-                return Err(Refusal::HostDirNotDir {
-                    path: path.to_path_buf(),
-                }
-                .into());
-            }
-            return Ok(());
-        }
-        Err(e) => return Err(e).with_context(|| format!("mkdir {}", path.display())),
-    }
-    let dir = rustix::fs::open(
-        path,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    rustix::fs::lsetxattr(
-        path,
-        JOURNAL_MARKER_XATTR,
-        marker.as_bytes(),
-        rustix::fs::XattrFlags::empty(),
-    )
-    .with_context(|| format!("mark {}", path.display()))?;
-    if let Some(o) = owner {
-        chown_to(dir.as_fd(), o).with_context(|| format!("chown {}", path.display()))?;
-    }
-    if let Some(l) = label {
-        // xattrs cannot be set through an O_PATH fd; the path was just made by us.
-        rustix::fs::lsetxattr(
-            path,
-            "security.selinux",
-            l.as_bytes(),
-            rustix::fs::XattrFlags::empty(),
-        )
-        .with_context(|| format!("label {} {l}", path.display()))?;
-    }
-    Ok(())
-}
-
-/// Checks that every process in the cgroup `source` is in the container's
-/// mount namespace: a cgroup shared with host processes (a container started
-/// with `--cgroups=disabled`) must never be made writable or delegated.
-fn check_cgroup_is_the_containers(
-    source: &HostSource,
-    container: &Container,
-) -> anyhow::Result<()> {
-    let HostSource::Beneath { base, path } = source else {
-        return Ok(());
-    };
-    let dir = Root::open(base)?.resolve(path)?;
-    let procs = mounts::open_beneath(dir.as_fd(), Path::new("cgroup.procs"))?;
-    let mut text = String::new();
-    Handle::from_fd(procs)
-        .reopen(OpenFlags::O_RDONLY)?
-        .take(1 << 20)
-        .read_to_string(&mut text)?;
-    guard::check_cgroup_procs(path, &text, container.mnt_ns_ino, |pid| {
-        std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
-            .ok()
-            .map(|m| m.ino())
-    })?;
     Ok(())
 }
 
 /// Chowns the container's own cgroup directory and the given files in it
 /// (resolved beneath it, no symlinks) to `owner`; nothing else. The previous
 /// owners are recorded for the undo. The caller has checked with
-/// [`check_cgroup_is_the_containers`] that the cgroup is the container's.
+/// [`members::check_cgroup_is_the_containers`] that the cgroup is the
+/// container's.
 fn delegate_cgroup(
     source: &HostSource,
     files: &[String],
@@ -336,7 +288,7 @@ fn delegate_cgroup(
     for fd in targets {
         let st = rustix::fs::fstat(&fd)?;
         chown_to(fd.as_fd(), owner)?;
-        undo.0.push(Change::Chown {
+        undo.push(Change::Chown {
             fd,
             uid: st.st_uid,
             gid: st.st_gid,

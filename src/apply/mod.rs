@@ -49,10 +49,13 @@ use guard::HostIds;
 mod container;
 pub mod guard;
 mod host;
+mod hostdir;
+mod members;
 mod rootfs;
 
 pub use guard::Refusal;
-pub use host::JOURNAL_MARKER_XATTR;
+pub use guard::{MAX_CGROUPS_CHECKED, MAX_PROCS_BYTES};
+pub use hostdir::{JOURNAL_DONE_XATTR, JOURNAL_MARKER_XATTR};
 
 /// Why applying a plan failed: refused on purpose by the safety policy, or
 /// failed. Either way the message (`{:#}`-style, outermost step first) names
@@ -126,20 +129,21 @@ fn prestart_inner(
     let container = host::pin_container(pid)?;
     let host_ids = host::host_ids()?;
     // 2. Host side.
-    let mut objects = host::run(&plan.host, &container, undo)?;
+    let (mut objects, unfinished) = host::run(&plan.host, &container, undo)?;
     // 3. Join the container's mount namespace and work under the rootfs.
     rustix::thread::move_into_link_name_space(
         container.mnt_ns.as_fd(),
         Some(rustix::thread::LinkNameSpaceType::Mount),
     )
     .with_context(|| format!("setns into the mount namespace of {pid}"))?;
-    let mut ns = container::Namespace::open(rootfs, plan, host_ids)?;
+    let mut ns = container::Namespace::open(container.root.as_fd(), rootfs, plan, host_ids)?;
     for step in &plan.container {
         log::debug!(oci_action = step.kind(); "{step}");
         ns.run(step, &mut objects)
             .with_context(|| step.to_string())?;
     }
-    Ok(())
+    // 4. Done: from here on poststop keeps the host directories.
+    unfinished.mark_done()
 }
 
 /// Runs a poststop plan: its host steps, then its rootfs steps against the

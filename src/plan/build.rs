@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    CGROUP_TMPFS_SIZE, ContainerStep, HostSource, HostStep, Plan, PlanError, PoststopPlan,
-    RUN_TMPFS_SIZE, RootfsStep, Skip, SkipReason, Skipped, TMPFS_MIN_SIZE, TmpfsOptions,
+    CGROUP_TMPFS_SIZE, ContainerStep, HostSource, HostStep, Plan, PlanError, PoststopHostStep,
+    PoststopPlan, RUN_TMPFS_SIZE, RootfsStep, Skip, SkipReason, Skipped, TMPFS_MIN_SIZE,
+    TmpfsOptions,
 };
 use crate::cgroup::Layout;
 use crate::config::ContainerConfig;
@@ -260,10 +261,16 @@ fn bind_own_cgroup(
     Ok(())
 }
 
-/// Builds the poststop plan: empty `/etc/machine-id` when prestart wrote it
-/// into the image (not for read-only images, not when config.json mounts it).
-pub fn poststop(config: &ContainerConfig, machine_id: &MachineId) -> PoststopPlan {
+/// Builds the poststop plan for the container `id`: remove the host journal
+/// directory if a killed prestart left it; empty `/etc/machine-id` when
+/// prestart wrote it into the image (not for read-only images, not when
+/// config.json mounts it).
+pub fn poststop(config: &ContainerConfig, id: &str, machine_id: &MachineId) -> PoststopPlan {
     let mut plan = PoststopPlan::default();
+    plan.host.push(PoststopHostStep::RemoveUnfinishedHostDir {
+        path: Path::new(HOST_JOURNAL_ROOT).join(machine_id.as_str()),
+        marker: id.to_string(),
+    });
     if config.readonly {
         plan.skipped.push(Skip {
             step: Skipped::MachineId,

@@ -29,7 +29,9 @@
 //!   `root.readonly` it is written to `/run/machine-id` and bound read-only
 //!   over `/etc/machine-id`, as systemd itself does for a read-only `/etc`.
 //!
-//! A poststop plan empties `/etc/machine-id` again when it still holds the id.
+//! A poststop plan removes the host journal directory when a prestart that
+//! was killed left it (see [`PoststopHostStep::RemoveUnfinishedHostDir`]) and
+//! empties `/etc/machine-id` again when it still holds the id.
 //!
 //! Where each step runs is in its type: [`HostStep`] and [`ContainerStep`]
 //! in a [`Plan`], [`PoststopHostStep`] and [`RootfsStep`] in a

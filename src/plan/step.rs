@@ -342,20 +342,35 @@ impl fmt::Display for RootfsStep {
 }
 
 /// A poststop step on the host, run whether or not the rootfs is still
-/// there (a cgroup the hook made to remove, a machine to terminate). None
-/// exists yet: the type is where they go.
+/// there (a cgroup the hook made to remove, a machine to terminate).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PoststopHostStep {}
+pub enum PoststopHostStep {
+    /// Remove the directory `path` (a [`HostStep::HostDir`] of prestart)
+    /// when a prestart that was killed (a hooks.d `timeout`, SIGKILL) left
+    /// it: it carries `marker`, this container's id, but not the mark a
+    /// finished prestart sets last, and it is empty. Anything else there is
+    /// left alone: another container's directory, or the journal of a
+    /// container that started.
+    RemoveUnfinishedHostDir { path: PathBuf, marker: String },
+}
 
 impl PoststopHostStep {
     /// A one-word name of the step's kind, for logs.
     pub fn kind(&self) -> &'static str {
-        match *self {}
+        match self {
+            PoststopHostStep::RemoveUnfinishedHostDir { .. } => "host-cleanup",
+        }
     }
 }
 
 impl fmt::Display for PoststopHostStep {
-    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {}
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoststopHostStep::RemoveUnfinishedHostDir { path, .. } => write!(
+                f,
+                "rmdir on host {} if an unfinished prestart of this container left it empty",
+                path.display()
+            ),
+        }
     }
 }

@@ -342,8 +342,11 @@ fn readonly_image_writes_nothing_into_the_image() {
         dest: p("/etc/machine-id"),
         contents: format!("{}\n", mid()),
     }));
-    let post = poststop(&c, &mid());
-    assert!(post.rootfs.is_empty() && post.host.is_empty());
+    let post = poststop(&c, ID, &mid());
+    assert!(
+        post.rootfs.is_empty(),
+        "nothing written into a read-only image"
+    );
     assert_eq!(
         post.skipped,
         vec![skip(Skipped::MachineId, SkipReason::ReadOnlyImage)]
@@ -631,8 +634,13 @@ fn config_tmpfs_mounts_are_private_tmpfs_and_journal_dirs_carry_the_id() {
 }
 
 #[test]
-fn poststop_empties_the_machine_id() {
-    let plan = poststop(&podman_config(), &mid());
+fn poststop_cleans_an_unfinished_journal_dir_and_empties_the_machine_id() {
+    let plan = poststop(&podman_config(), ID, &mid());
+    let cleanup = PoststopHostStep::RemoveUnfinishedHostDir {
+        path: p(&format!("/var/log/journal/{}", mid())),
+        marker: ID.to_string(),
+    };
+    assert_eq!(plan.host, vec![cleanup.clone()]);
     assert_eq!(
         plan.rootfs,
         vec![RootfsStep::ClearFile {
@@ -640,5 +648,12 @@ fn poststop_empties_the_machine_id() {
             expected: mid().to_string()
         }]
     );
-    assert!(plan.host.is_empty() && plan.skipped.is_empty());
+    assert!(plan.skipped.is_empty());
+    let ro = ContainerConfig {
+        readonly: true,
+        ..podman_config()
+    };
+    let plan = poststop(&ro, ID, &mid());
+    assert_eq!(plan.host, vec![cleanup]);
+    assert!(plan.rootfs.is_empty());
 }

@@ -322,6 +322,54 @@ pub fn has_flag(m: &MountInfo, flag: &str) -> bool {
     m.mount_options.contains_key(flag)
 }
 
+/// Cgroups made for a test process outside a [`Sandbox`]: one per hierarchy
+/// the hook reads (`name=systemd` and `memory` on v1 hosts, the cgroup2 root
+/// on unified ones), named `oci-systemd-hook-test-<what>-<test pid>`, removed
+/// on drop once their processes are gone.
+pub struct TestCgroups {
+    pub dirs: Vec<PathBuf>,
+}
+
+impl TestCgroups {
+    pub fn new(what: &str) -> TestCgroups {
+        let name = format!("oci-systemd-hook-test-{what}-{}", std::process::id());
+        let bases: Vec<PathBuf> = match detect_layout().unwrap() {
+            Layout::Unified => vec![PathBuf::from("/sys/fs/cgroup")],
+            _ => ["systemd", "memory"]
+                .iter()
+                .map(|c| Path::new("/sys/fs/cgroup").join(c))
+                .collect(),
+        };
+        let dirs = bases.iter().map(|b| b.join(&name)).collect::<Vec<_>>();
+        for d in &dirs {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        TestCgroups { dirs }
+    }
+
+    /// The directories, space-separated (for a shell script).
+    pub fn dirs_arg(&self) -> String {
+        self.dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl Drop for TestCgroups {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            for _ in 0..100 {
+                if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
 /// A stand-in for the host: a process in a private mount namespace whose
 /// root is a bind mount of a temporary directory holding its own
 /// `etc/machine-id` (a regular file on the same mount as `/`, as on a real

@@ -142,36 +142,95 @@ fn mounting_onto_a_shared_mount_is_refused_unless_the_hook_made_it() {
 }
 
 #[test]
-fn a_cgroup_with_a_process_outside_the_container_is_refused() {
-    let cg = Path::new("/libpod_parent/libpod-x");
-    let ns = |pid: &str| match pid {
-        "10" | "11" => Some(4026532000),
-        "12" => None, // exited meanwhile
-        _ => Some(4026531840),
-    };
-    assert_eq!(
-        check_cgroup_procs(cg, "10\n11\n12\n", 4026532000, ns),
-        Ok(())
+fn foreign_members() {
+    use Member::{Gone, Threads};
+    use ThreadNs::{Exited, Mnt, Unreadable};
+    const C: u64 = 4026532000;
+    const HOST: u64 = 4026531840;
+    let ok = |m: Member| first_foreign(C, &[(7, m)]).is_none();
+    assert!(ok(Gone), "reaped");
+    assert!(ok(Threads(vec![Mnt(C)])));
+    assert!(ok(Threads(vec![Mnt(C), Mnt(C), Exited])), "a thread exited");
+    assert!(ok(Threads(vec![Exited])), "a zombie with no live thread");
+    assert!(
+        ok(Threads(vec![Exited, Mnt(C)])),
+        "main thread exited, the other is the container's"
     );
-    assert_eq!(check_cgroup_procs(cg, "", 4026532000, ns), Ok(()));
+    assert!(!ok(Threads(vec![Mnt(HOST)])), "a host process");
+    assert!(
+        !ok(Threads(vec![Exited, Mnt(HOST)])),
+        "main thread exited, a host thread lives on"
+    );
+    assert!(
+        !ok(Threads(vec![Mnt(C), Mnt(HOST)])),
+        "one thread in another namespace"
+    );
+    assert!(!ok(Threads(vec![Mnt(C), Unreadable])), "unreadable");
+    assert!(!ok(Threads(vec![])), "no thread could be listed");
     assert_eq!(
-        check_cgroup_procs(cg, "10\n1\n", 4026532000, ns),
+        first_foreign(
+            C,
+            &[
+                (1, Gone),
+                (2, Threads(vec![Mnt(C)])),
+                (3, Threads(vec![Mnt(HOST)]))
+            ]
+        ),
+        Some(3)
+    );
+    assert_eq!(first_foreign(C, &[]), None);
+    let cg = Path::new("/libpod_parent/libpod-x");
+    assert_eq!(
+        check_cgroup_members(
+            cg,
+            C,
+            &[(2, Threads(vec![Mnt(C)])), (1, Threads(vec![Mnt(HOST)]))]
+        ),
         Err(Refusal::ForeignProcess {
             cgroup: cg.into(),
             pid: "1".into()
         })
     );
+    assert_eq!(check_cgroup_members(cg, C, &[(9, Gone)]), Ok(()));
 }
 
 #[test]
 fn host_dirs_are_reused_only_with_this_containers_mark() {
     let p = Path::new("/var/log/journal/x");
     assert_eq!(check_marker(p, Some(b"abc"), "abc"), Ok(()));
-    for found in [None, Some(&b"abd"[..]), Some(&b""[..]), Some(&b"abc\0"[..])] {
+    for found in [None, Some(&b""[..])] {
         assert_eq!(
             check_marker(p, found, "abc"),
             Err(Refusal::NotOurHostDir { path: p.into() })
         );
+    }
+    assert_eq!(
+        check_marker(p, Some(b"4f3c2a1b9e8d7c6b5a4f"), "abc"),
+        Err(Refusal::ForeignHostDir {
+            path: p.into(),
+            owner: "4f3c2a1b9e8d".into()
+        })
+    );
+    assert!(check_marker(p, Some(b"abc\0"), "abc").is_err());
+}
+
+#[test]
+fn what_poststop_does_with_a_journal_dir() {
+    let id = "4f3c2a1b9e8d";
+    let ours = Some(id.as_bytes());
+    assert_eq!(leftover(ours, id, false, true), Leftover::Remove);
+    assert_eq!(leftover(ours, id, false, false), Leftover::HoldsFiles);
+    assert_eq!(leftover(ours, id, true, true), Leftover::Finished);
+    assert_eq!(leftover(ours, id, true, false), Leftover::Finished);
+    for found in [
+        None,
+        Some(&b"other"[..]),
+        Some(&b""[..]),
+        Some(&b"4f3c2a1b9e8"[..]),
+    ] {
+        for done in [false, true] {
+            assert_eq!(leftover(found, id, done, true), Leftover::NotOurs);
+        }
     }
 }
 
