@@ -36,13 +36,13 @@ use anyhow::{Context, bail};
 use pathrs::error::ErrorKind;
 use pathrs::flags::OpenFlags;
 use pathrs::{Handle, Root};
-use procfs::process::{MountInfo, MountOptFields};
 use rustix::fs::{
     AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, StatxFlags, Uid, chownat, statx,
 };
 
 use crate::config::Owner;
 use crate::copyup;
+use crate::mountinfo::Table;
 use crate::mounts;
 use crate::plan::{Action, HostSource, Plan, TmpfsOptions};
 
@@ -455,8 +455,11 @@ struct Namespace {
     root: Root,
     /// Mount ids the hook may create files and directories on.
     writable: Vec<u64>,
-    /// The mount table as the hook found it (after setns).
-    table: Vec<MountInfo>,
+    /// The mount table, indexed by mount id: read after setns, and again
+    /// before a tmpfs is mounted when the hook has mounted something since.
+    table: Table,
+    /// Whether the hook mounted something since `table` was read.
+    stale: bool,
     /// Mount ids of the mounts the hook made.
     ours: Vec<u64>,
 }
@@ -466,7 +469,7 @@ impl Namespace {
         let root =
             Root::open(rootfs).with_context(|| format!("open rootfs {}", rootfs.display()))?;
         refuse_namespace_root(&root, rootfs)?;
-        let table = procfs::process::Process::myself()?.mountinfo()?.0;
+        let table = Table::read(None).context("read the container's mount table")?;
         let mut writable = vec![mnt_id(root.as_fd())?];
         let real_root = mounts::fd_path(root.as_fd())?;
         // config.json's own tmpfs mounts, and tmpfs mounts already at the
@@ -478,16 +481,17 @@ impl Namespace {
         });
         for dest in plan.private_tmpfs.iter().chain(hook_tmpfs) {
             let at = real_root.join(dest.strip_prefix("/").unwrap_or(dest));
-            if let Some(m) = table.iter().rev().find(|m| mounts::mount_point(m) == at)
+            if let Some(m) = table.topmost_at(&at)
                 && m.fs_type == "tmpfs"
             {
-                writable.push(m.mnt_id as u64);
+                writable.push(m.id);
             }
         }
         Ok(Namespace {
             root,
             writable,
             table,
+            stale: false,
             ours: Vec::new(),
         })
     }
@@ -565,13 +569,12 @@ impl Namespace {
         }
         let on = self
             .table
-            .iter()
-            .find(|m| m.mnt_id as u64 == id)
+            .get(id)
             .map(|m| {
                 format!(
                     "{} mounted at {}",
-                    m.fs_type,
-                    mounts::mount_point(m).display()
+                    m.fs_type.display(),
+                    m.mount_point.display()
                 )
             })
             .unwrap_or_else(|| format!("mount {id}"));
@@ -587,18 +590,17 @@ impl Namespace {
     fn attach(&mut self, mount: BorrowedFd<'_>, target: BorrowedFd<'_>) -> anyhow::Result<()> {
         let on = mnt_id(target)?;
         if !self.ours.contains(&on)
-            && let Some(m) = self.table.iter().find(|m| m.mnt_id as u64 == on)
-            && m.opt_fields
-                .iter()
-                .any(|f| matches!(f, MountOptFields::Shared(_)))
+            && let Some(m) = self.table.get(on)
+            && m.is_shared()
         {
             bail!(
                 "{} is on a shared mount ({}); a mount there would propagate out of the container",
-                mounts::mount_point(m).display(),
-                m.fs_type
+                m.mount_point.display(),
+                m.fs_type.display()
             );
         }
         mounts::attach(mount, target)?;
+        self.stale = true;
         Ok(())
     }
 
@@ -738,9 +740,12 @@ impl Namespace {
 
         // Mounts already below dest (volumes, secrets, .containerenv): take a
         // handle on each before the tmpfs hides them.
-        let table = procfs::process::Process::myself()?.mountinfo()?;
+        if self.stale {
+            self.table = Table::read(None).context("read the container's mount table")?;
+            self.stale = false;
+        }
         let mut keep = Vec::new();
-        for rel in mounts::top_submounts(&table.0, &real) {
+        for rel in mounts::top_submounts(&self.table.mounts, &real) {
             let fd = mounts::open_beneath(target.as_fd(), &rel)
                 .with_context(|| format!("open mount {}", real.join(&rel).display()))?;
             let dir = mounts::is_dir(fd.as_fd())?;
