@@ -322,12 +322,12 @@ fn host_dir(
     match std::fs::DirBuilder::new().mode(mode).create(path) {
         Ok(()) => undo.push(Undo::RemoveDir(path.to_path_buf())),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let mut buf = vec![0u8; 256];
-            let found = match rustix::fs::lgetxattr(path, JOURNAL_MARKER_XATTR, &mut buf) {
-                Ok(n) => std::str::from_utf8(&buf[..n]).unwrap_or("").to_string(),
-                Err(_) => String::new(),
-            };
-            if found != marker {
+            // One byte more than the marker: a longer value (ERANGE) or a
+            // shorter one is another container's.
+            let mut buf = vec![0u8; marker.len() + 1];
+            let ours = rustix::fs::lgetxattr(path, JOURNAL_MARKER_XATTR, &mut buf)
+                .is_ok_and(|n| buf[..n] == *marker.as_bytes());
+            if !ours {
                 bail!(
                     "{} exists and was not made for this container; not reusing it",
                     path.display()

@@ -762,3 +762,29 @@ fn a_host_mount_point_that_is_not_utf8_does_not_stop_prestart() {
     );
     assert_ok(&sb.poststop());
 }
+
+#[test]
+#[serial_test::serial]
+fn an_id_longer_than_256_bytes_reuses_its_journal_dir() {
+    let mut sb = Sandbox::new(json!({}));
+    sb.id = format!("{}{}", sb.id, "a".repeat(300 - sb.id.len()));
+    assert_eq!(sb.id.len(), 300);
+    assert_ok(&sb.prestart());
+    assert!(sb.host_journal().is_dir());
+    // The same container started again (a new namespace, the same id).
+    let mut again = Sandbox::new(json!({}));
+    again.id = sb.id.clone();
+    let o = again.prestart();
+    assert_ok(&o);
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("not made for this container"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        again
+            .mount_at(&format!("/var/log/journal/{}", again.machine_id()))
+            .is_some(),
+        "the journal dir the first start made is bound again"
+    );
+}
