@@ -40,7 +40,6 @@ use anyhow::{Context, bail};
 use pathrs::error::ErrorKind;
 use pathrs::flags::OpenFlags;
 use pathrs::{Handle, Root};
-use procfs::process::{MountInfo, MountOptFields};
 use rustix::fs::{
     AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, StatxFlags, Uid, chownat, statx,
 };
@@ -48,6 +47,7 @@ use rustix::fs::{
 use crate::cgroup::{self, Member, ThreadNs};
 use crate::config::Owner;
 use crate::copyup;
+use crate::mountinfo::Table;
 use crate::mounts;
 use crate::plan::{Action, HostSource, Plan, TmpfsOptions};
 
@@ -518,10 +518,12 @@ fn host_dir(
             shown: path.to_path_buf(),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let mut buf = vec![0u8; 256];
-            let found = match rustix::fs::lgetxattr(path, JOURNAL_MARKER_XATTR, &mut buf) {
-                Ok(n) => std::str::from_utf8(&buf[..n]).unwrap_or("").to_string(),
-                Err(_) => String::new(),
+            // XATTR_SIZE_MAX: a marker of any length is read whole (ids over
+            // 256 bytes once never matched their own mark).
+            let mut buf = vec![0u8; 65536];
+            let found: Vec<u8> = match rustix::fs::lgetxattr(path, JOURNAL_MARKER_XATTR, &mut buf) {
+                Ok(n) => buf[..n].to_vec(),
+                Err(_) => Vec::new(),
             };
             if found.is_empty() {
                 bail!(
@@ -529,14 +531,17 @@ fn host_dir(
                     path.display()
                 );
             }
-            if found != marker {
+            if found != marker.as_bytes() {
                 // The journal directory belongs to the container that made
                 // it: another one with the same machine-id (`container_uuid`)
                 // gets none on the host.
                 bail!(
                     "{} belongs to container {} (the same machine-id); not reusing it",
                     path.display(),
-                    found.chars().take(12).collect::<String>()
+                    String::from_utf8_lossy(&found)
+                        .chars()
+                        .take(12)
+                        .collect::<String>()
                 );
             }
             if !std::fs::symlink_metadata(path)?.is_dir() {
@@ -872,8 +877,11 @@ struct Namespace {
     root: Root,
     /// Mount ids the hook may create files and directories on.
     writable: Vec<u64>,
-    /// The mount table as the hook found it (after setns).
-    table: Vec<MountInfo>,
+    /// The mount table, indexed by mount id: read after setns, and again
+    /// before a tmpfs is mounted when the hook has mounted something since.
+    table: Table,
+    /// Whether the hook mounted something since `table` was read.
+    stale: bool,
     /// Mount ids of the mounts the hook made.
     ours: Vec<u64>,
     /// The host, as seen before the setns.
@@ -909,7 +917,7 @@ impl Namespace {
             e => anyhow::Error::new(e).context(format!("open rootfs {}", rootfs.display())),
         })?;
         refuse_namespace_root(&root, rootfs, &host)?;
-        let table = procfs::process::Process::myself()?.mountinfo()?.0;
+        let table = Table::read(None).context("read the container's mount table")?;
         let mut writable = vec![mnt_id(root.as_fd())?];
         let real_root = mounts::fd_path(root.as_fd())?;
         // config.json's own tmpfs mounts, and tmpfs mounts already at the
@@ -921,16 +929,17 @@ impl Namespace {
         });
         for dest in plan.private_tmpfs.iter().chain(hook_tmpfs) {
             let at = real_root.join(dest.strip_prefix("/").unwrap_or(dest));
-            if let Some(m) = table.iter().rev().find(|m| mounts::mount_point(m) == at)
+            if let Some(m) = table.topmost_at(&at)
                 && m.fs_type == "tmpfs"
             {
-                writable.push(m.mnt_id as u64);
+                writable.push(m.id);
             }
         }
         Ok(Namespace {
             root,
             writable,
             table,
+            stale: false,
             ours: Vec::new(),
             host,
         })
@@ -1011,13 +1020,12 @@ impl Namespace {
         }
         let on = self
             .table
-            .iter()
-            .find(|m| m.mnt_id as u64 == id)
+            .get(id)
             .map(|m| {
                 format!(
                     "{} mounted at {}",
-                    m.fs_type,
-                    mounts::mount_point(m).display()
+                    m.fs_type.display(),
+                    m.mount_point.display()
                 )
             })
             .unwrap_or_else(|| format!("mount {id}"));
@@ -1033,18 +1041,17 @@ impl Namespace {
     fn attach(&mut self, mount: BorrowedFd<'_>, target: BorrowedFd<'_>) -> anyhow::Result<()> {
         let on = mnt_id(target)?;
         if !self.ours.contains(&on)
-            && let Some(m) = self.table.iter().find(|m| m.mnt_id as u64 == on)
-            && m.opt_fields
-                .iter()
-                .any(|f| matches!(f, MountOptFields::Shared(_)))
+            && let Some(m) = self.table.get(on)
+            && m.is_shared()
         {
             bail!(
                 "{} is on a shared mount ({}); a mount there would propagate out of the container",
-                mounts::mount_point(m).display(),
-                m.fs_type
+                m.mount_point.display(),
+                m.fs_type.display()
             );
         }
         mounts::attach(mount, target)?;
+        self.stale = true;
         Ok(())
     }
 
@@ -1198,9 +1205,12 @@ impl Namespace {
 
         // Mounts already below dest (volumes, secrets, .containerenv): take a
         // handle on each before the tmpfs hides them.
-        let table = procfs::process::Process::myself()?.mountinfo()?;
+        if self.stale {
+            self.table = Table::read(None).context("read the container's mount table")?;
+            self.stale = false;
+        }
         let mut keep = Vec::new();
-        for rel in mounts::top_submounts(&table.0, &real) {
+        for rel in mounts::top_submounts(&self.table.mounts, &real) {
             let fd = mounts::open_beneath(target.as_fd(), &rel)
                 .with_context(|| format!("open mount {}", real.join(&rel).display()))?;
             let dir = mounts::is_dir(fd.as_fd())?;

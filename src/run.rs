@@ -150,7 +150,7 @@ pub fn host_facts(pid: Option<i32>) -> anyhow::Result<HostFacts> {
             .with_context(|| format!("read /proc/{pid}/cgroup"))?,
         None => Default::default(),
     };
-    let mounts = procfs::process::Process::myself()?.mountinfo()?;
+    let mounts = crate::mountinfo::read(None)?;
     let systemd_mount = cgroup::v1_mount_point(&mounts, "name=systemd");
     let unified_mount = cgroup::v2_mount_point(&mounts);
     let cgroup_memory_limit = match layout {
