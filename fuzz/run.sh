@@ -3,7 +3,7 @@
 # real inputs in tests/fixtures. cargo-fuzz needs nightly flags; on a stable
 # toolchain RUSTC_BOOTSTRAP=1 allows them. Crashes land in
 # fuzz/artifacts/TARGET/ and must become regression tests.
-#   fuzz/run.sh state|config|plan [SECONDS]
+#   fuzz/run.sh state|config|plan|mountinfo [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")"
 target=$1 seconds=${2:-600}
@@ -14,6 +14,14 @@ fx=../tests/fixtures
 case $target in
   state) cp "$fx"/state/*.json "$corpus"/ ;;
   config) cp "$fx"/config/*.json "$corpus"/ ;;
+  mountinfo)
+    # This host's real tables (its own and, where readable, PID 1's) plus
+    # lines with escapes, optional fields and odd sources.
+    cat /proc/self/mountinfo > "$corpus/self"
+    cat /proc/1/mountinfo > "$corpus/pid1" 2>/dev/null || true
+    printf '%s\n' '36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue' \
+      '1 2 0:1 / /a\040b\011c\012d\134e rw shared:7 master:3 propagate_from:4 unbindable - fuse.x\040y  rw' \
+      '22 13 0:19 / /dev/shm rw - tmpfs - rw,lowerdir=/a\054b' > "$corpus/escapes" ;;
   plan)
     for cg in "$fx"/proc-cgroup/*.txt; do
       for sel in 0 1 2; do

@@ -11,7 +11,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use procfs::ProcessCGroup;
-use procfs::process::MountInfo;
+
+use crate::mountinfo::Mount;
 
 /// Where the host mounts the cgroup file systems.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -105,31 +106,29 @@ pub fn read_container_cgroups(pid: i32) -> procfs::ProcResult<ContainerCgroups> 
 /// or `name=systemd` for systemd's named hierarchy) in a mount table whose
 /// mount root is the hierarchy's root.
 pub fn v1_mount_point<'a>(
-    mounts: impl IntoIterator<Item = &'a MountInfo>,
+    mounts: impl IntoIterator<Item = &'a Mount>,
     controller: &str,
 ) -> Option<PathBuf> {
     let (key, value) = match controller.split_once('=') {
-        Some((k, v)) => (k, Some(v)),
+        Some((k, v)) => (k, Some(std::ffi::OsStr::new(v))),
         None => (controller, None),
     };
     mounts
         .into_iter()
         .find(|m| {
             m.fs_type == "cgroup"
-                && m.root == "/"
-                && m.super_options
-                    .get(key)
-                    .is_some_and(|v| v.as_deref() == value)
+                && m.root == Path::new("/")
+                && m.super_options.get(key).is_some_and(|v| v == value)
         })
-        .map(crate::facts::mount_point)
+        .map(|m| m.mount_point.clone())
 }
 
 /// The mount point of the cgroup2 hierarchy whose mount root is its root.
-pub fn v2_mount_point<'a>(mounts: impl IntoIterator<Item = &'a MountInfo>) -> Option<PathBuf> {
+pub fn v2_mount_point<'a>(mounts: impl IntoIterator<Item = &'a Mount>) -> Option<PathBuf> {
     mounts
         .into_iter()
-        .find(|m| m.fs_type == "cgroup2" && m.root == "/")
-        .map(crate::facts::mount_point)
+        .find(|m| m.fs_type == "cgroup2" && m.root == Path::new("/"))
+        .map(|m| m.mount_point.clone())
 }
 
 /// Parses a memory limit file: v1 `memory.limit_in_bytes` (values at or above
@@ -200,10 +199,8 @@ mod tests {
         assert!(c.unified.unwrap().starts_with("/user.slice"));
     }
 
-    fn mounts(text: &str) -> Vec<MountInfo> {
-        text.lines()
-            .map(|l| MountInfo::from_line(l).unwrap())
-            .collect()
+    fn mounts(text: &str) -> Vec<Mount> {
+        crate::mountinfo::parse(text.as_bytes()).unwrap()
     }
 
     #[test]
@@ -213,7 +210,8 @@ mod tests {
              35 30 0:31 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
              36 30 0:32 /inner /sys/fs/cgroup/systemd-inner rw - cgroup cgroup rw,name=systemd\n\
              37 30 0:33 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
-             38 30 0:34 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate\n",
+             38 30 0:34 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate\n\
+             39 30 0:35 / /sys/fs/cgroup/x\\040y rw - cgroup cgroup rw,pids\n",
         );
         assert_eq!(
             v1_mount_point(&m, "name=systemd"),
@@ -223,7 +221,11 @@ mod tests {
             v1_mount_point(&m, "memory"),
             Some(PathBuf::from("/sys/fs/cgroup/memory"))
         );
-        assert_eq!(v1_mount_point(&m, "pids"), None);
+        assert_eq!(
+            v1_mount_point(&m, "pids"),
+            Some(PathBuf::from("/sys/fs/cgroup/x y"))
+        );
+        assert_eq!(v1_mount_point(&m, "cpu"), None);
         assert_eq!(
             v2_mount_point(&m),
             Some(PathBuf::from("/sys/fs/cgroup/unified"))

@@ -1,12 +1,12 @@
 //! Host facts, gathered once before planning: the cgroup layout, the
-//! container's cgroups (`/proc/<pid>/cgroup`), the hierarchies' mount points,
-//! the memory limit, SELinux, the host's machine-id; and the one way the hook
-//! reads mount points out of a mount table (decoded, see [`mount_point`]).
+//! container's cgroups (`/proc/<pid>/cgroup`), the hierarchies' mount points
+//! (from the mount table as [`crate::mountinfo`] reads it, the one way the
+//! hook reads mount points), the memory limit, SELinux, the host's
+//! machine-id.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use procfs::process::MountInfo;
 
 use crate::cgroup::{self, ContainerCgroups, Layout};
 
@@ -48,7 +48,7 @@ pub fn host_facts(pid: Option<i32>) -> anyhow::Result<HostFacts> {
             .with_context(|| format!("read /proc/{pid}/cgroup"))?,
         None => Default::default(),
     };
-    let mounts = own_mount_table()?;
+    let mounts = crate::mountinfo::read(None).context("read the host's mount table")?;
     let systemd_mount = cgroup::v1_mount_point(&mounts, "name=systemd");
     let unified_mount = cgroup::v2_mount_point(&mounts);
     let cgroup_memory_limit = match layout {
@@ -80,52 +80,4 @@ pub fn host_facts(pid: Option<i32>) -> anyhow::Result<HostFacts> {
 /// decides.
 pub fn selinux_enabled() -> bool {
     rustix::fs::statfs("/sys/fs/selinux").is_ok_and(|s| s.f_type == libc::SELINUX_MAGIC)
-}
-
-/// The mount table of the calling thread's mount namespace
-/// (`/proc/thread-self/mountinfo` as the `procfs` crate parses it). Read its
-/// mount points with [`mount_point`].
-///
-/// # Errors
-/// `/proc` unreadable or a line the parser rejects.
-pub fn own_mount_table() -> anyhow::Result<Vec<MountInfo>> {
-    Ok(procfs::process::Process::myself()?.mountinfo()?.0)
-}
-
-/// A mountinfo entry's mount point with the kernel's octal escapes
-/// (`\040` space, `\011` tab, `\012` newline, `\134` backslash, from
-/// `seq_path`'s mangling in `fs/proc_namespace.c`) decoded: the real path.
-/// The only way the hook reads a mount point.
-pub fn mount_point(m: &MountInfo) -> PathBuf {
-    use std::os::unix::ffi::{OsStrExt, OsStringExt};
-    let b = m.mount_point.as_os_str().as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = |c: u8| (b'0'..=b'7').contains(&c);
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| oct(*c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_escapes_are_decoded() {
-        let m = MountInfo::from_line(
-            r"100 1 0:1 / /c/root\040fs/run/a\011b\012c\134d rw - tmpfs tmpfs rw",
-        )
-        .unwrap();
-        assert_eq!(mount_point(&m), PathBuf::from("/c/root fs/run/a\tb\nc\\d"));
-        let m = MountInfo::from_line(r"101 1 0:1 / /c/trailing\04 rw - tmpfs tmpfs rw").unwrap();
-        assert_eq!(mount_point(&m), PathBuf::from(r"/c/trailing\04"));
-    }
 }

@@ -14,6 +14,7 @@ pub mod explain;
 pub mod facts;
 pub mod log;
 pub mod machine_id;
+pub mod mountinfo;
 pub mod mounts;
 pub mod plan;
 pub mod run;

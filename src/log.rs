@@ -83,6 +83,25 @@ pub fn init() {
     }
 }
 
+/// `s` with every control character (newline, carriage return, tab, escape,
+/// …) written as Rust's `char::escape_debug` writes it (`\n`, `\u{1b}`),
+/// so that a container id or a path from the runtime's input can never start
+/// a line of its own on stderr or in the syslog. Everything else is kept.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
 /// Sets the prefix of every following line (`<short id>` or
 /// `<short id> <stage>`) and the journal fields `OCI_CONTAINER_ID` (the full
 /// id) and `OCI_STAGE`.
@@ -121,6 +140,7 @@ impl Log for HookLogger {
         } else {
             format!("{context}: {}", record.args())
         };
+        let line = escape_controls(&line);
         let level = record.level().as_str().to_ascii_lowercase();
         let _ = writeln!(std::io::stderr(), "oci-systemd-hook: {level}: {line}");
         let Ok(mut slot) = self.sink.lock() else {
@@ -166,5 +186,15 @@ mod tests {
         assert_eq!(parse_level("DEBUG"), Some(LevelFilter::Debug));
         assert_eq!(parse_level("warning"), Some(LevelFilter::Warn));
         assert_eq!(parse_level("loud"), None);
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("abc d/é"), "abc d/é");
+        assert_eq!(
+            escape_controls("id\nerror: fake\r\t\u{1b}[1m\u{7f}\u{85}"),
+            "id\\nerror: fake\\r\\t\\u{1b}[1m\\u{7f}\\u{85}"
+        );
+        assert!(!escape_controls("a\nb").contains('\n'));
     }
 }

@@ -10,7 +10,6 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
-use procfs::process::MountInfo;
 use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags, mkdirat, openat2, statx,
 };
@@ -20,6 +19,7 @@ use rustix::mount::{
     mount_remount, move_mount, open_tree,
 };
 
+use crate::mountinfo::Mount;
 use crate::plan::TmpfsOptions;
 
 /// Creates a detached tmpfs mount (nosuid, nodev) with the options of
@@ -189,22 +189,26 @@ pub fn make_mount_point(base: BorrowedFd<'_>, rel: &Path, dir: bool) -> io::Resu
 }
 
 /// The mounts strictly below `dir` that are not below another of them, as
-/// paths relative to `dir`, sorted. `mounts` is a mount table of the
-/// namespace `dir` is a path in. Moving these moves everything below `dir`.
-pub fn top_submounts(mounts: &[MountInfo], dir: &Path) -> Vec<PathBuf> {
-    let points: Vec<PathBuf> = mounts.iter().map(crate::facts::mount_point).collect();
-    let below: Vec<&Path> = points
+/// paths relative to `dir`, sorted (component-wise) and without repeats.
+/// `mounts` is a mount table of the namespace `dir` is a path in. Moving
+/// these moves everything below `dir`.
+///
+/// O(n log n) in the number of mounts below `dir`: sorted component-wise,
+/// every path below a mount point `p` comes right after `p`, so one pass
+/// that skips what lies below the last kept path finds the top ones.
+pub fn top_submounts(mounts: &[Mount], dir: &Path) -> Vec<PathBuf> {
+    let mut below: Vec<&Path> = mounts
         .iter()
-        .map(PathBuf::as_path)
-        .filter(|mp| mp.starts_with(dir) && *mp != dir)
+        .filter_map(|m| m.mount_point.strip_prefix(dir).ok())
+        .filter(|rel| !rel.as_os_str().is_empty())
         .collect();
-    let mut top: Vec<PathBuf> = below
-        .iter()
-        .filter(|mp| !below.iter().any(|o| o != *mp && mp.starts_with(o)))
-        .filter_map(|mp| mp.strip_prefix(dir).ok().map(Path::to_path_buf))
-        .collect();
-    top.sort();
-    top.dedup();
+    below.sort_unstable();
+    let mut top: Vec<PathBuf> = Vec::new();
+    for rel in below {
+        if top.last().is_none_or(|t| !rel.starts_with(t)) {
+            top.push(rel.to_path_buf());
+        }
+    }
     top
 }
 
@@ -212,13 +216,13 @@ pub fn top_submounts(mounts: &[MountInfo], dir: &Path) -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
-    fn mounts(points: &[&str]) -> Vec<MountInfo> {
+    fn mounts(points: &[&str]) -> Vec<Mount> {
         points
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                MountInfo::from_line(&format!("{} 1 0:{i} / {p} rw - tmpfs tmpfs rw", 100 + i))
-                    .unwrap()
+                let line = format!("{} 1 0:{i} / {p} rw - tmpfs tmpfs rw", 100 + i);
+                crate::mountinfo::parse_line(line.as_bytes()).unwrap()
             })
             .collect()
     }
@@ -251,15 +255,58 @@ mod tests {
     }
 
     #[test]
-    fn submounts_of_escaped_mount_points() {
-        let ms = vec![
-            MountInfo::from_line(r"102 1 0:1 / /c/sp\040ace/run rw - tmpfs tmpfs rw").unwrap(),
-            MountInfo::from_line(r"103 1 0:1 / /c/sp\040ace/run/a\040b rw - tmpfs tmpfs rw")
-                .unwrap(),
+    fn submounts_with_escaped_and_odd_names() {
+        let ms = mounts(&[
+            r"/c/sp\040ace/run",
+            r"/c/sp\040ace/run/a\040b",
+            r"/c/sp\040ace/run/a\040b/c",
+            "/c/sp\\040ace/run/a",
+            "/c/sp\\040ace/run/a/b",
+            "/c/sp\\040ace/run/a.b",
+            "/c/sp\\040ace/run/a\u{e9}",
+            "/c/sp\\040ace/run/a\u{e9}/x",
+            "/c/sp\\040ace/run/a/b",
+        ]);
+        let want: Vec<PathBuf> = ["a", "a b", "a.b", "a\u{e9}"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(top_submounts(&ms, Path::new("/c/sp ace/run")), want);
+    }
+
+    #[test]
+    fn submounts_match_the_quadratic_definition() {
+        // The one-pass result equals "below dir and below no other mount
+        // below dir" on a table with nesting, repeats and siblings that share
+        // a prefix string but not a component.
+        let names = [
+            "a", "a/b", "a/b/c", "ab", "a-b", "a/b", "b/c", "b", "b/c/d", "c/d",
         ];
+        let points: Vec<String> = names.iter().map(|n| format!("/r/run/{n}")).collect();
+        let mut refs: Vec<&str> = points.iter().map(String::as_str).collect();
+        refs.push("/r/run");
+        refs.push("/r/runner/x");
+        let m = mounts(&refs);
+        let dir = Path::new("/r/run");
+        let below: Vec<&Path> = m
+            .iter()
+            .map(|m| m.mount_point.as_path())
+            .filter(|p| p.starts_with(dir) && *p != dir)
+            .collect();
+        let mut want: Vec<PathBuf> = below
+            .iter()
+            .filter(|p| !below.iter().any(|o| o != *p && p.starts_with(o)))
+            .map(|p| p.strip_prefix(dir).unwrap().to_path_buf())
+            .collect();
+        want.sort();
+        want.dedup();
+        assert_eq!(top_submounts(&m, dir), want);
         assert_eq!(
-            top_submounts(&ms, Path::new("/c/sp ace/run")),
-            vec![PathBuf::from("a b")]
+            want,
+            ["a", "a-b", "ab", "b", "c/d"]
+                .iter()
+                .map(PathBuf::from)
+                .collect::<Vec<_>>()
         );
     }
 

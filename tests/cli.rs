@@ -260,3 +260,21 @@ fn poststop_with_bundle_gone_exits_0() {
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
 }
+
+#[test]
+fn control_characters_in_the_id_never_start_a_line_of_their_own() {
+    let t = tempfile::tempdir().unwrap();
+    // The short id (12 characters) and the rest: both reach log lines.
+    let id = "ab\ncd\roci-systemd-hook: error: faked\n\u{1b}[2K";
+    let state = serde_json::json!({"id": id, "pid": 5, "bundle": "/nonexistent"}).to_string();
+    // An explicit stage the hook does not handle: one info line.
+    let o = run(&["bogus"], state.as_bytes(), t.path(), false);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let lines = stderr_lines(&o);
+    assert_eq!(lines.len(), 1, "exactly one line: {lines:?}");
+    assert!(lines[0].contains(r"ab\ncd\roci-sy: stage"), "{lines:?}");
+    // A failing prestart (no config.json): one error line.
+    let o = run(&[], state.as_bytes(), t.path(), false);
+    one_error_line(&o, "config.json");
+    assert!(!o.stderr.contains(&b'\r') && !o.stderr.contains(&0x1b));
+}

@@ -10,7 +10,6 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, bail};
 use pathrs::flags::OpenFlags;
 use pathrs::{Handle, Root};
-use procfs::process::MountInfo;
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
 use super::guard::{self, Foreign, HostIds, Refusal};
@@ -20,8 +19,9 @@ use super::{
     unresolvable,
 };
 use crate::config::Owner;
+use crate::mountinfo::Table;
 use crate::plan::{ContainerStep, Plan, TmpfsOptions};
-use crate::{copyup, facts, mounts};
+use crate::{copyup, mounts};
 
 /// Inside the container's mount namespace: the rootfs and where the hook may
 /// create and write.
@@ -29,8 +29,11 @@ pub(super) struct Namespace {
     root: Root,
     /// Mount ids the hook may create files and directories on.
     writable: Vec<u64>,
-    /// The mount table as the hook found it (after setns).
-    table: Vec<MountInfo>,
+    /// The mount table, indexed by mount id: read after setns, and again
+    /// before a tmpfs is mounted when the hook has mounted something since.
+    table: Table,
+    /// Whether the hook mounted something since `table` was read.
+    stale: bool,
     /// Mount ids of the mounts the hook made.
     ours: Vec<u64>,
     /// The host, as seen before the setns.
@@ -67,7 +70,7 @@ impl Namespace {
             e => anyhow::Error::new(e).context(format!("open rootfs {}", rootfs.display())),
         })?;
         refuse_namespace_root(&root, rootfs, &host)?;
-        let table = facts::own_mount_table()?;
+        let table = Table::read(None).context("read the container's mount table")?;
         let real_root = mounts::fd_path(root.as_fd())?;
         // config.json's own tmpfs mounts, and tmpfs mounts already at the
         // paths where the hook mounts one (a prestart run again).
@@ -86,6 +89,7 @@ impl Namespace {
             root,
             writable,
             table,
+            stale: false,
             ours: Vec::new(),
             host,
         })
@@ -183,6 +187,7 @@ impl Namespace {
     fn attach(&mut self, mount: BorrowedFd<'_>, target: BorrowedFd<'_>) -> anyhow::Result<()> {
         guard::check_attach(&self.table, &self.ours, mnt_id(target)?)?;
         mounts::attach(mount, target)?;
+        self.stale = true;
         Ok(())
     }
 
@@ -349,9 +354,12 @@ impl Namespace {
 
         // Mounts already below dest (volumes, secrets, .containerenv): take a
         // handle on each before the tmpfs hides them.
-        let table = facts::own_mount_table()?;
+        if self.stale {
+            self.table = Table::read(None).context("read the container's mount table")?;
+            self.stale = false;
+        }
         let mut keep = Vec::new();
-        for rel in mounts::top_submounts(&table, &real) {
+        for rel in mounts::top_submounts(&self.table.mounts, &real) {
             let fd = mounts::open_beneath(target.as_fd(), &rel)
                 .with_context(|| format!("open mount {}", real.join(&rel).display()))?;
             let dir = mounts::is_dir(fd.as_fd())?;

@@ -25,9 +25,7 @@
 
 use std::path::{Path, PathBuf};
 
-use procfs::process::{MountInfo, MountOptFields};
-
-use crate::facts::mount_point;
+use crate::mountinfo::Table;
 
 /// A step the hook refused on purpose, because carrying it out would break
 /// a safety rule. Each message names what was refused and why.
@@ -227,7 +225,7 @@ pub fn check_not_root(what: Identity, root: Identity, refusal: Refusal) -> Resul
 /// the hook mounts one: a prestart run again) when it is a tmpfs. `real_root`
 /// is the rootfs as mount points in `table` spell it.
 pub fn writable_mounts<'a>(
-    table: &[MountInfo],
+    table: &Table,
     real_root: &Path,
     root_mnt: u64,
     tmpfs_dests: impl IntoIterator<Item = &'a Path>,
@@ -235,10 +233,10 @@ pub fn writable_mounts<'a>(
     let mut writable = vec![root_mnt];
     for dest in tmpfs_dests {
         let at = real_root.join(dest.strip_prefix("/").unwrap_or(dest));
-        if let Some(m) = table.iter().rev().find(|m| mount_point(m) == at)
+        if let Some(m) = table.topmost_at(&at)
             && m.fs_type == "tmpfs"
         {
-            writable.push(m.mnt_id as u64);
+            writable.push(m.id);
         }
     }
     writable
@@ -246,7 +244,7 @@ pub fn writable_mounts<'a>(
 
 /// Refuses unless mount `mnt` (where `what` resolved to) is in `writable`.
 pub fn check_writable(
-    table: &[MountInfo],
+    table: &Table,
     writable: &[u64],
     mnt: u64,
     what: &Path,
@@ -255,9 +253,14 @@ pub fn check_writable(
         return Ok(());
     }
     let on = table
-        .iter()
-        .find(|m| m.mnt_id as u64 == mnt)
-        .map(|m| format!("{} mounted at {}", m.fs_type, mount_point(m).display()))
+        .get(mnt)
+        .map(|m| {
+            format!(
+                "{} mounted at {}",
+                m.fs_type.display(),
+                m.mount_point.display()
+            )
+        })
         .unwrap_or_else(|| format!("mount {mnt}"));
     Err(Refusal::NotWritable {
         what: what.to_path_buf(),
@@ -267,21 +270,15 @@ pub fn check_writable(
 
 /// Refuses to attach a mount onto mount `on` when `on` is shared (mountinfo
 /// optional field `shared:N`) and not one the hook made (`ours`).
-pub fn check_attach(table: &[MountInfo], ours: &[u64], on: u64) -> Result<(), Refusal> {
+pub fn check_attach(table: &Table, ours: &[u64], on: u64) -> Result<(), Refusal> {
     if ours.contains(&on) {
         return Ok(());
     }
-    match table.iter().find(|m| m.mnt_id as u64 == on) {
-        Some(m)
-            if m.opt_fields
-                .iter()
-                .any(|f| matches!(f, MountOptFields::Shared(_))) =>
-        {
-            Err(Refusal::SharedMount {
-                point: mount_point(m),
-                fs_type: m.fs_type.clone(),
-            })
-        }
+    match table.get(on) {
+        Some(m) if m.is_shared() => Err(Refusal::SharedMount {
+            point: m.mount_point.clone(),
+            fs_type: m.fs_type.to_string_lossy().into_owned(),
+        }),
         _ => Ok(()),
     }
 }

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use oci_systemd_hook::cgroup::{Layout, detect_layout};
-use procfs::process::{MountInfo, Process};
+use oci_systemd_hook::mountinfo::{self, Mount};
 use serde_json::{Value, json};
 
 pub const HOOK: &str = env!("CARGO_BIN_EXE_oci-systemd-hook");
@@ -30,11 +30,8 @@ pub fn ns_inode(pid: u32) -> u64 {
 
 /// Host mount points, to compare before and after.
 pub fn host_mounts() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = Process::myself()
+    let mut v: Vec<PathBuf> = mountinfo::read(None)
         .unwrap()
-        .mountinfo()
-        .unwrap()
-        .0
         .into_iter()
         .map(|m| m.mount_point)
         .collect();
@@ -221,16 +218,12 @@ impl Sandbox {
         assert!(st.success(), "nsenter {args:?}");
     }
 
-    pub fn mounts(&self) -> Vec<MountInfo> {
-        Process::new(self.pid() as i32)
-            .unwrap()
-            .mountinfo()
-            .unwrap()
-            .0
+    pub fn mounts(&self) -> Vec<Mount> {
+        mountinfo::read(Some(self.pid() as i32)).unwrap()
     }
 
     /// The topmost mount at container path `p`.
-    pub fn mount_at(&self, p: &str) -> Option<MountInfo> {
+    pub fn mount_at(&self, p: &str) -> Option<Mount> {
         let want = self.host_path(p);
         self.mounts().into_iter().rfind(|m| m.mount_point == want)
     }
@@ -314,12 +307,15 @@ pub fn assert_ok(o: &Output) {
     );
 }
 
-pub fn opt(m: &MountInfo, key: &str) -> Option<String> {
-    m.super_options.get(key).cloned().flatten()
+pub fn opt(m: &Mount, key: &str) -> Option<String> {
+    m.super_options
+        .get(key)
+        .flatten()
+        .map(|v| v.to_string_lossy().into_owned())
 }
 
-pub fn has_flag(m: &MountInfo, flag: &str) -> bool {
-    m.mount_options.contains_key(flag)
+pub fn has_flag(m: &Mount, flag: &str) -> bool {
+    m.options.contains(flag)
 }
 
 /// Cgroups made for a test process outside a [`Sandbox`]: one per hierarchy

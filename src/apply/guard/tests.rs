@@ -5,34 +5,25 @@ use super::*;
 
 const ROOTFS: &str = "/var/tmp/osh-cap-X/bundle/rootfs";
 
-fn table(name: &str) -> Vec<MountInfo> {
+fn table(name: &str) -> Table {
     let path = format!(
         "{}/tests/fixtures/mountinfo/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| MountInfo::from_line(l).unwrap())
-        .collect()
+    Table::new(crate::mountinfo::parse(&std::fs::read(path).unwrap()).unwrap())
 }
 
-/// The id of the topmost mount at `point` (a path inside the rootfs).
-fn id_at(t: &[MountInfo], rel: &str) -> u64 {
+/// The id of the topmost mount at `rel` (a path inside the rootfs).
+fn id_at(t: &Table, rel: &str) -> u64 {
     let at = Path::new(ROOTFS).join(rel);
-    t.iter()
-        .rev()
-        .find(|m| mount_point(m) == at)
+    t.topmost_at(&at)
         .unwrap_or_else(|| panic!("no mount at {}", at.display()))
-        .mnt_id as u64
+        .id
 }
 
 /// The mount the rootfs directory is on: the sandbox's `/`.
-fn root_id(t: &[MountInfo]) -> u64 {
-    t.iter()
-        .find(|m| mount_point(m) == Path::new("/"))
-        .unwrap()
-        .mnt_id as u64
+fn root_id(t: &Table) -> u64 {
+    t.topmost_at(Path::new("/")).unwrap().id
 }
 
 fn hook_tmpfs() -> Vec<&'static Path> {
@@ -128,16 +119,17 @@ fn mounting_onto_a_shared_mount_is_refused_unless_the_hook_made_it() {
         })
     );
     assert_eq!(check_attach(&t, &[data], data), Ok(()));
-    for m in &t {
-        if mount_point(m) != Path::new(ROOTFS).join("data") {
-            assert_eq!(check_attach(&t, &[], m.mnt_id as u64), Ok(()), "{m:?}");
+    for m in &t.mounts {
+        if m.mount_point != Path::new(ROOTFS).join("data") {
+            assert_eq!(check_attach(&t, &[], m.id), Ok(()), "{m:?}");
         }
     }
     // The test host runs no systemd: nothing in its table is shared.
     let host = table("host.txt");
     assert!(
-        host.iter()
-            .all(|m| check_attach(&host, &[], m.mnt_id as u64).is_ok())
+        host.mounts
+            .iter()
+            .all(|m| check_attach(&host, &[], m.id).is_ok())
     );
 }
 
