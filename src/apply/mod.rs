@@ -28,10 +28,12 @@
 //! removed, ownership restored); mounts live in the container's namespace and
 //! vanish with it.
 //!
-//! By concern: `host` (pin, host directories, cgroup delegation, the host
-//! objects, the undo), `container` (the namespace work), `rootfs` (the
-//! poststop steps on the rootfs), [`guard`] (the safety policy, pure). A refusal of the
-//! policy is an [`ApplyError::Refused`], anything else an
+//! By concern: `host` (pin, cgroup delegation, the host objects, the undo,
+//! the poststop host steps), `hostdir` (the host journal directory's life),
+//! `members` (who is in the container's cgroup tree), `container` (the
+//! namespace work; `container::files` for files), `rootfs` (the poststop
+//! steps on the rootfs), [`guard`] (the safety policy, pure). A refusal of
+//! the policy is an [`ApplyError::Refused`], anything else an
 //! [`ApplyError::Failed`].
 
 use std::os::fd::{AsFd, BorrowedFd};

@@ -1,24 +1,22 @@
-//! The container side: in the container's mount namespace, under its rootfs
-//! (tmpfs mounts, binds, the copy-up, the machine-id). Every container path is resolved inside the
-//! rootfs with `pathrs`; every create and write is checked against the
-//! safety policy ([`super::guard`]) first.
+//! The container side: in the container's mount namespace, under its
+//! rootfs (tmpfs mounts, binds, the copy-up, the machine-id). Every container
+//! path is resolved inside the rootfs with `pathrs`; every create and write
+//! is checked against the safety policy ([`super::guard`]) first. Creating
+//! and writing files: `files`.
 
-use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use pathrs::flags::OpenFlags;
 use pathrs::{Handle, Root};
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 
-use super::guard::{self, Foreign, HostIds, Refusal};
+use super::guard::{self, HostIds, Refusal};
 use super::host::HostObjects;
-use super::{
-    chown_to, file_facts, identity, is_enoent, mnt_id, refuse_namespace_root, regular_file,
-    unresolvable,
-};
-use crate::config::Owner;
+use super::{identity, is_enoent, mnt_id, refuse_namespace_root, regular_file, unresolvable};
+mod files;
+
 use crate::mountinfo::Table;
 use crate::plan::{ContainerStep, Plan, TmpfsOptions};
 use crate::{copyup, mounts};
@@ -295,59 +293,6 @@ impl Namespace {
         }
     }
 
-    /// Creates the regular file `dest` (its parent made if missing), on a
-    /// writable file system only; never follows a symlink at `dest`.
-    fn create_file(
-        &self,
-        dest: &Path,
-        mode: u32,
-        owner: Option<Owner>,
-    ) -> anyhow::Result<std::fs::File> {
-        let (parent, name) = match (dest.parent(), dest.file_name()) {
-            (Some(p), Some(n)) => (p, n),
-            _ => bail!("{} is not a file path", dest.display()),
-        };
-        let dir = self.mkdir(parent, 0o755)?;
-        self.create_in(&dir, name, dest, mode, owner)
-    }
-
-    /// Creates the regular file `name` in the directory `dir` (`dest` is its
-    /// container path, for messages), on a writable file system only; never
-    /// follows a symlink at `name`.
-    fn create_in(
-        &self,
-        dir: &Handle,
-        name: &std::ffi::OsStr,
-        dest: &Path,
-        mode: u32,
-        owner: Option<Owner>,
-    ) -> anyhow::Result<std::fs::File> {
-        self.check_writable(dir.as_fd(), dest)?;
-        let fd = rustix::fs::openat(
-            dir,
-            name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(mode),
-        )
-        .map_err(|e| {
-            let refusal = Refusal::CannotCreate {
-                dest: dest.to_path_buf(),
-            };
-            match e {
-                rustix::io::Errno::EXIST | rustix::io::Errno::LOOP => {
-                    anyhow::Error::new(e).context(refusal)
-                }
-                _ => anyhow::Error::new(e).context(refusal.to_string()),
-            }
-        })?;
-        if let Some(o) = owner {
-            chown_to(fd.as_fd(), o)?;
-        }
-        // Make the mode exact whatever the umask.
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
-        Ok(std::fs::File::from(fd))
-    }
-
     fn tmpfs(&mut self, dest: &Path, options: &TmpfsOptions, copy_up: bool) -> anyhow::Result<()> {
         let target = self.dir(dest)?;
         let real = mounts::fd_path(target.as_fd())?;
@@ -402,77 +347,5 @@ impl Namespace {
                 .with_context(|| format!("move mount {} into the tmpfs", rel.display()))?;
         }
         Ok(())
-    }
-
-    fn write_file(
-        &self,
-        dest: &Path,
-        contents: &[u8],
-        mode: u32,
-        owner: Option<Owner>,
-    ) -> anyhow::Result<()> {
-        let mut file = match self.root.resolve(dest) {
-            Ok(h) => {
-                regular_file(&h)?;
-                self.check_writable(h.as_fd(), dest)?;
-                match guard::foreign_machine_id(
-                    &file_facts(h.as_fd())?,
-                    &self.writable,
-                    self.host.machine_id,
-                ) {
-                    None => h.reopen(OpenFlags::O_WRONLY | OpenFlags::O_TRUNC)?,
-                    Some(Foreign::Linked(n)) => {
-                        // Never write through a hard link (e.g. to a file
-                        // outside the image, or an ostree checkout's object):
-                        // give the container a file of its own instead.
-                        log::warn!(
-                            "{} has {n} hard links; replaced by a file of the container's own, the other names are left as they are",
-                            dest.display()
-                        );
-                        return self.replace_file(dest, contents, mode, owner);
-                    }
-                    Some(why) => {
-                        return Err(Refusal::ForeignMachineId {
-                            dest: dest.to_path_buf(),
-                            why,
-                        }
-                        .into());
-                    }
-                }
-            }
-            Err(e) if is_enoent(&e) => self.create_file(dest, mode, owner)?,
-            Err(e) => return Err(unresolvable(e, dest)),
-        };
-        file.write_all(contents)?;
-        Ok(())
-    }
-
-    /// Writes `contents` to a new file next to `dest` and renames it over
-    /// `dest`: the file that was at `dest` is not opened, only unlinked from
-    /// that name.
-    fn replace_file(
-        &self,
-        dest: &Path,
-        contents: &[u8],
-        mode: u32,
-        owner: Option<Owner>,
-    ) -> anyhow::Result<()> {
-        let (parent, name) = match (dest.parent(), dest.file_name()) {
-            (Some(p), Some(n)) => (p, n),
-            _ => bail!("{} is not a file path", dest.display()),
-        };
-        let dir = self.root.resolve(parent)?;
-        let mut tmp = std::ffi::OsString::from(".");
-        tmp.push(name);
-        tmp.push(format!(".oci-systemd-hook-{}", std::process::id()));
-        let mut file = self.create_in(&dir, &tmp, dest, mode, owner)?;
-        let written = file
-            .write_all(contents)
-            .map_err(anyhow::Error::from)
-            .and_then(|()| Ok(rustix::fs::renameat(&dir, &tmp, &dir, name)?));
-        if written.is_err() {
-            let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
-        }
-        written.with_context(|| format!("replace {} inside the rootfs", dest.display()))
     }
 }
