@@ -158,7 +158,7 @@ fn write_explanation(
     {
         writeln!(out, "  skip: {s}")?;
     }
-    let post = plan::poststop(&config, &id, &machine_id);
+    let post = plan::poststop(&config, &id, &machine_id, None);
     writeln!(out, "poststop:")?;
     if !post.host.is_empty() {
         writeln!(out, "  on the host:")?;

@@ -68,11 +68,17 @@ pub fn host_facts(pid: Option<i32>) -> anyhow::Result<HostFacts> {
         cgroup_memory_limit,
         journal_root: PathBuf::from(HOST_JOURNAL_ROOT),
         selinux: selinux_enabled(),
-        host_machine_id: std::fs::read_to_string("/etc/machine-id")
-            .ok()
-            .and_then(|s| crate::machine_id::MachineId::parse(s.trim()))
-            .map(|m| m.to_string()),
+        host_machine_id: host_machine_id(),
     })
+}
+
+/// The host's own machine-id: `/etc/machine-id` (machine-id(5)) as the hook
+/// sees it, when it holds a valid one.
+pub fn host_machine_id() -> Option<String> {
+    std::fs::read_to_string("/etc/machine-id")
+        .ok()
+        .and_then(|s| crate::machine_id::MachineId::parse(s.trim()))
+        .map(|m| m.to_string())
 }
 
 /// Whether SELinux is enabled: selinuxfs is mounted at `/sys/fs/selinux`

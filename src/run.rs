@@ -155,7 +155,12 @@ fn poststop(state: &HookState) -> anyhow::Result<()> {
         }
         Decision::Apply(m) => m,
     };
-    let plan = plan::poststop(&config, &state.id, &machine_id);
+    let plan = plan::poststop(
+        &config,
+        &state.id,
+        &machine_id,
+        crate::facts::host_machine_id().as_deref(),
+    );
     apply::poststop(&plan, &config.rootfs)?;
     log::info!("cleaned {}", config.rootfs.display());
     Ok(())

@@ -68,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let post = plan::poststop(&config, &id, &machine_id);
+    let post = plan::poststop(&config, &id, &machine_id, None);
     for h in &post.host {
         let _ = h.to_string();
         match h {

@@ -68,8 +68,9 @@ pub enum Refusal {
     #[error("{} belongs to container {owner} (the same machine-id); not reusing it", path.display())]
     ForeignHostDir { path: PathBuf, owner: String },
     /// `root.path` goes through a `/proc` magic link (`RESOLVE_IN_ROOT`'s
-    /// `EXDEV`): another process's tree, never an image.
-    #[error("the rootfs {} is reached through a /proc magic link, an alias of another process's tree; refusing", rootfs.display())]
+    /// `EXDEV`, `RESOLVE_NO_MAGICLINKS`' `ELOOP`): another process's tree,
+    /// never an image. `ELOOP` is also what a symlink loop gives.
+    #[error("the rootfs {} is reached through a /proc magic link, an alias of another process's tree (or a symlink loop); refusing", rootfs.display())]
     MagicLinkRootfs { rootfs: PathBuf },
     /// The container's cgroup has more cgroups beneath it than the hook
     /// checks ([`MAX_CGROUPS_CHECKED`]).
@@ -323,19 +324,23 @@ pub enum Member {
 /// (inode). A live thread in another namespace, or one whose namespace
 /// cannot be read, makes the process foreign; so does a process whose
 /// threads could not be listed at all.
+/// Pid `0` is how `cgroup.procs` lists a process outside the reader's pid
+/// namespace: the container's processes are always visible to the hook, so
+/// an invisible one is foreign.
 pub fn first_foreign(container_ns: u64, members: &[(u32, Member)]) -> Option<u32> {
     members.iter().find_map(|(pid, member)| {
-        let ours = match member {
-            Member::Gone => true,
-            Member::Threads(threads) => {
-                !threads.is_empty()
-                    && threads.iter().all(|t| match t {
-                        ThreadNs::Mnt(ns) => *ns == container_ns,
-                        ThreadNs::Exited => true,
-                        ThreadNs::Unreadable => false,
-                    })
-            }
-        };
+        let ours = *pid != 0
+            && match member {
+                Member::Gone => true,
+                Member::Threads(threads) => {
+                    !threads.is_empty()
+                        && threads.iter().all(|t| match t {
+                            ThreadNs::Mnt(ns) => *ns == container_ns,
+                            ThreadNs::Exited => true,
+                            ThreadNs::Unreadable => false,
+                        })
+                }
+            };
         (!ours).then_some(*pid)
     })
 }

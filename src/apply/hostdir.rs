@@ -79,16 +79,7 @@ pub(super) fn make(
         )
     };
     match std::fs::DirBuilder::new().mode(mode).create(path) {
-        Ok(()) => undo.push(Change::RemoveDir {
-            parent: rustix::fs::open(
-                parent,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .with_context(|| format!("open {}", parent.display()))?,
-            name: path.file_name().context("no file name")?.to_owned(),
-            shown: path.to_path_buf(),
-        }),
+        Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             // XATTR_SIZE_MAX: a marker of any length is read whole.
             let mut buf = vec![0u8; 65536];
@@ -106,28 +97,59 @@ pub(super) fn make(
         }
         Err(e) => return Err(e).with_context(|| format!("mkdir {}", path.display())),
     }
-    let dir = open_dir()?;
-    rustix::fs::lsetxattr(
-        path,
-        JOURNAL_MARKER_XATTR,
-        marker.as_bytes(),
-        rustix::fs::XattrFlags::empty(),
+    // Made here: from now on any failure removes it again at once (an
+    // optional directory's failure is swallowed by the caller, so the undo
+    // list would never run), through the parent's fd.
+    let parent_fd = rustix::fs::open(
+        parent,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
     )
-    .with_context(|| format!("mark {}", path.display()))?;
-    if let Some(o) = owner {
-        chown_to(dir.as_fd(), o).with_context(|| format!("chown {}", path.display()))?;
-    }
-    if let Some(l) = label {
-        // xattrs cannot be set through an O_PATH fd; the path was just made by us.
+    .with_context(|| format!("open {}", parent.display()));
+    let name = path.file_name().context("no file name")?.to_owned();
+    let set_up = || -> anyhow::Result<OwnedFd> {
+        let dir = open_dir()?;
         rustix::fs::lsetxattr(
             path,
-            "security.selinux",
-            l.as_bytes(),
+            JOURNAL_MARKER_XATTR,
+            marker.as_bytes(),
             rustix::fs::XattrFlags::empty(),
         )
-        .with_context(|| format!("label {} {l}", path.display()))?;
+        .with_context(|| format!("mark {}", path.display()))?;
+        if let Some(o) = owner {
+            chown_to(dir.as_fd(), o).with_context(|| format!("chown {}", path.display()))?;
+        }
+        if let Some(l) = label {
+            // xattrs cannot be set through an O_PATH fd; the path was just made by us.
+            rustix::fs::lsetxattr(
+                path,
+                "security.selinux",
+                l.as_bytes(),
+                rustix::fs::XattrFlags::empty(),
+            )
+            .with_context(|| format!("label {} {l}", path.display()))?;
+        }
+        Ok(dir)
+    };
+    match parent_fd.and_then(|parent_fd| set_up().map(|dir| (parent_fd, dir))) {
+        Ok((parent_fd, dir)) => {
+            undo.push(Change::RemoveDir {
+                parent: parent_fd,
+                name,
+                shown: path.to_path_buf(),
+            });
+            Ok(dir)
+        }
+        Err(e) => {
+            if let Err(rm) = std::fs::remove_dir(path) {
+                log::warn!(
+                    "cannot remove {} after its set-up failed: {rm}",
+                    path.display()
+                );
+            }
+            Err(e)
+        }
     }
-    Ok(dir)
 }
 
 /// The value of xattr `name` on `fd`, `None` when it has none (or the file

@@ -42,7 +42,9 @@ use std::path::Path;
 use anyhow::Context;
 use pathrs::error::ErrorKind;
 use pathrs::{Handle, Root};
-use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, StatxFlags, Uid, chownat, statx};
+use rustix::fs::{
+    AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, StatxFlags, Uid, chownat, statx,
+};
 
 use crate::config::Owner;
 use crate::plan::{Plan, PoststopPlan};
@@ -166,13 +168,15 @@ fn poststop_inner(plan: &PoststopPlan, rootfs: &Path) -> anyhow::Result<()> {
     if plan.rootfs.is_empty() {
         return Ok(());
     }
-    let root = match Root::open(rootfs) {
+    // As the runtime sees it: from the hook's own root, never through a
+    // /proc magic link (prestart refuses those too).
+    let root = match open_rootfs(rustix::fs::CWD, rootfs, ResolveFlags::empty()) {
         Ok(r) => r,
-        Err(e) if is_enoent(&e) => {
+        Err(e) if e.downcast_ref::<rustix::io::Errno>() == Some(&rustix::io::Errno::NOENT) => {
             log::info!("rootfs {} is gone; nothing to clean", rootfs.display());
             return Ok(());
         }
-        Err(e) => return Err(e).with_context(|| format!("open rootfs {}", rootfs.display())),
+        Err(e) => return Err(e),
     };
     let host_ids = host::host_ids()?;
     refuse_namespace_root(&root, rootfs, &host_ids)?;
@@ -182,6 +186,49 @@ fn poststop_inner(plan: &PoststopPlan, rootfs: &Path) -> anyhow::Result<()> {
         rootfs::run(step, &root, root_mnt, &host_ids).with_context(|| step.to_string())?;
     }
     Ok(())
+}
+
+/// How often [`open_rootfs`] retries a scoped lookup that the kernel
+/// answered with `EAGAIN` (a rename or mount elsewhere on the system while
+/// it crossed a `..`; openat2(2)).
+const ROOTFS_OPEN_TRIES: usize = 16;
+
+/// Opens the rootfs `rootfs` (an absolute path) from `dir` with `resolve`
+/// added to `RESOLVE_NO_MAGICLINKS`: prestart resolves it inside the
+/// container process's root (`RESOLVE_IN_ROOT`), poststop from the hook's own
+/// root. A path through a `/proc` magic link (`/proc/<pid>/root`,
+/// `/proc/<pid>/fd/N`) names another process's tree and is refused
+/// ([`Refusal::MagicLinkRootfs`]); `EAGAIN` from a scoped lookup is retried.
+///
+/// # Errors
+/// The refusal, or the `Errno` (as the error's source, `ENOENT` when the
+/// rootfs is gone) with the path as context.
+fn open_rootfs(dir: impl AsFd, rootfs: &Path, resolve: ResolveFlags) -> anyhow::Result<Root> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(
+            dir.as_fd(),
+            rootfs,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => return Ok(Root::from_fd(fd)),
+            Err(rustix::io::Errno::AGAIN) if tries + 1 < ROOTFS_OPEN_TRIES => tries += 1,
+            // ELOOP: NO_MAGICLINKS met a magic link; EXDEV: IN_ROOT did.
+            Err(rustix::io::Errno::LOOP | rustix::io::Errno::XDEV) => {
+                return Err(Refusal::MagicLinkRootfs {
+                    rootfs: rootfs.to_path_buf(),
+                }
+                .into());
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("open rootfs {}", rootfs.display()))
+                );
+            }
+        }
+    }
 }
 
 fn is_enoent(e: &pathrs::error::Error) -> bool {

@@ -264,8 +264,14 @@ fn bind_own_cgroup(
 /// Builds the poststop plan for the container `id`: remove the host journal
 /// directory if a killed prestart left it; empty `/etc/machine-id` when
 /// prestart wrote it into the image (not for read-only images, not when
-/// config.json mounts it).
-pub fn poststop(config: &ContainerConfig, id: &str, machine_id: &MachineId) -> PoststopPlan {
+/// config.json mounts it, not when it is `host_machine_id`, the host's own,
+/// which prestart refuses to write).
+pub fn poststop(
+    config: &ContainerConfig,
+    id: &str,
+    machine_id: &MachineId,
+    host_machine_id: Option<&str>,
+) -> PoststopPlan {
     let mut plan = PoststopPlan::default();
     plan.host.push(PoststopHostStep::RemoveUnfinishedHostDir {
         path: Path::new(HOST_JOURNAL_ROOT).join(machine_id.as_str()),
@@ -280,6 +286,11 @@ pub fn poststop(config: &ContainerConfig, id: &str, machine_id: &MachineId) -> P
         plan.skipped.push(Skip {
             step: Skipped::MachineId,
             reason: SkipReason::ConfigMounts(p("/etc/machine-id")),
+        });
+    } else if host_machine_id == Some(machine_id.as_str()) {
+        plan.skipped.push(Skip {
+            step: Skipped::MachineId,
+            reason: SkipReason::HostMachineId,
         });
     } else {
         plan.rootfs.push(RootfsStep::ClearFile {

@@ -179,6 +179,10 @@ pub enum SkipReason {
     NoCgroup(&'static str),
     /// The image is read-only: nothing was written into it.
     ReadOnlyImage,
+    /// The machine-id is the host's own: prestart refuses to write it, so
+    /// poststop has nothing of its own to clear (a copy of the host's `/etc`
+    /// as rootfs keeps its file).
+    HostMachineId,
 }
 
 impl fmt::Display for Skip {
@@ -194,6 +198,12 @@ impl fmt::Display for Skip {
             SkipReason::ConfigMounts(d) => write!(f, ": config.json mounts {}", d.display()),
             SkipReason::NoCgroup(h) => write!(f, ": the container has no {h} cgroup"),
             SkipReason::ReadOnlyImage => write!(f, ": read-only image, nothing was written"),
+            SkipReason::HostMachineId => {
+                write!(
+                    f,
+                    ": it is the host's own machine-id, which prestart never writes"
+                )
+            }
         }
     }
 }

@@ -342,7 +342,7 @@ fn readonly_image_writes_nothing_into_the_image() {
         dest: p("/etc/machine-id"),
         contents: format!("{}\n", mid()),
     }));
-    let post = poststop(&c, ID, &mid());
+    let post = poststop(&c, ID, &mid(), None);
     assert!(
         post.rootfs.is_empty(),
         "nothing written into a read-only image"
@@ -635,7 +635,7 @@ fn config_tmpfs_mounts_are_private_tmpfs_and_journal_dirs_carry_the_id() {
 
 #[test]
 fn poststop_cleans_an_unfinished_journal_dir_and_empties_the_machine_id() {
-    let plan = poststop(&podman_config(), ID, &mid());
+    let plan = poststop(&podman_config(), ID, &mid(), None);
     let cleanup = PoststopHostStep::RemoveUnfinishedHostDir {
         path: p(&format!("/var/log/journal/{}", mid())),
         marker: ID.to_string(),
@@ -653,7 +653,25 @@ fn poststop_cleans_an_unfinished_journal_dir_and_empties_the_machine_id() {
         readonly: true,
         ..podman_config()
     };
-    let plan = poststop(&ro, ID, &mid());
+    let plan = poststop(&ro, ID, &mid(), None);
     assert_eq!(plan.host, vec![cleanup]);
     assert!(plan.rootfs.is_empty());
+}
+
+#[test]
+fn poststop_never_clears_the_hosts_own_machine_id() {
+    // Prestart refuses the host's machine-id; a rootfs that is a copy of the
+    // host's /etc (container_uuid = the host's id) keeps its file at poststop.
+    let plan = poststop(&podman_config(), ID, &mid(), Some(mid().as_str()));
+    assert!(plan.rootfs.is_empty());
+    assert_eq!(
+        plan.skipped,
+        vec![Skip {
+            step: Skipped::MachineId,
+            reason: SkipReason::HostMachineId
+        }]
+    );
+    let other = "0123456789abcdef0123456789abcdef";
+    let plan = poststop(&podman_config(), ID, &mid(), Some(other));
+    assert_eq!(plan.rootfs.len(), 1);
 }

@@ -49,24 +49,7 @@ impl Namespace {
         plan: &Plan,
         host: HostIds,
     ) -> anyhow::Result<Namespace> {
-        let root = rustix::fs::openat2(
-            process_root,
-            rootfs,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT,
-        )
-        .map(Root::from_fd)
-        .map_err(|e| match e {
-            // RESOLVE_IN_ROOT refuses to cross a magic link: a root.path
-            // through /proc/<pid>/root or /proc/<pid>/fd names another
-            // process's tree, never an image.
-            rustix::io::Errno::XDEV => Refusal::MagicLinkRootfs {
-                rootfs: rootfs.to_path_buf(),
-            }
-            .into(),
-            e => anyhow::Error::new(e).context(format!("open rootfs {}", rootfs.display())),
-        })?;
+        let root = super::open_rootfs(process_root, rootfs, ResolveFlags::IN_ROOT)?;
         refuse_namespace_root(&root, rootfs, &host)?;
         let table = Table::read(None).context("read the container's mount table")?;
         let real_root = mounts::fd_path(root.as_fd())?;
