@@ -196,9 +196,9 @@ finish() {
 # Per-case, per-run and whole-suite limits (seconds). They only bound hangs:
 # on one TCG vCPU a podman case takes ~60-75 s, a run ~130-290 s, a suite
 # ~360-490 s.
-case_timeout=${OSH_VM_CASE_TIMEOUT:-300}
-run_timeout=${OSH_VM_RUN_TIMEOUT:-420}
-guest_deadline=${OSH_VM_GUEST_DEADLINE:-1000}
+case_timeout=${OSH_VM_CASE_TIMEOUT:-600}
+run_timeout=${OSH_VM_RUN_TIMEOUT:-1200}
+guest_deadline=${OSH_VM_GUEST_DEADLINE:-2400}
 
 t_start=$(now)
 # The watchdog: if the suite is still running at the deadline, record the

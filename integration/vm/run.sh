@@ -28,8 +28,8 @@
 #   OSH_VM_TIMEOUT        seconds from QEMU start to power-off before the host
 #                         kills QEMU (default OSH_VM_GUEST_DEADLINE + 240)
 #   OSH_VM_GUEST_DEADLINE, OSH_VM_RUN_TIMEOUT, OSH_VM_CASE_TIMEOUT
-#                         the guest's hang limits: suite watchdog (1000), one
-#                         run (420), one bats case (300)
+#                         the guest's hang limits: suite watchdog (2400), one
+#                         run (1200), one bats case (600)
 #   OSH_VM_MEM, OSH_VM_CPUS  guest size (default 4096 MiB; 2 vCPUs with KVM, 1
 #                         under TCG, see below)
 #   OSH_VM_ACCEL          kvm or tcg: skip the probe
@@ -47,9 +47,9 @@ filter=${OSH_VM_FILTER-cgroupns}
 # whole suite (its watchdog then writes what there is and powers off). Host
 # side: QEMU start to power-off, past the guest's deadline by a boot and a
 # power-off.
-case_timeout=${OSH_VM_CASE_TIMEOUT:-300}
-run_timeout=${OSH_VM_RUN_TIMEOUT:-420}
-guest_deadline=${OSH_VM_GUEST_DEADLINE:-1000}
+case_timeout=${OSH_VM_CASE_TIMEOUT:-600}
+run_timeout=${OSH_VM_RUN_TIMEOUT:-1200}
+guest_deadline=${OSH_VM_GUEST_DEADLINE:-2400}
 vm_timeout=${OSH_VM_TIMEOUT:-$(( guest_deadline + 240 ))}
 mem=${OSH_VM_MEM:-4096}
 cpus=${OSH_VM_CPUS:-}
