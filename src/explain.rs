@@ -229,12 +229,9 @@ mod tests {
         assert_eq!(id_from_bundle(Path::new("/srv/bundles/web1")), "web1");
     }
 
-    /// The one test of the explain text: the podman fixture on a hybrid
-    /// host, with and without a pid.
-    #[test]
-    fn golden_explain_text() {
-        use crate::cgroup::{ContainerCgroups, Layout};
-        let t = tempfile::tempdir().unwrap();
+    /// A podman bundle (`<64-hex id>/userdata`) under `t` holding the
+    /// podman 4.3 `--systemd=false` config.json fixture.
+    fn podman_fixture_bundle(t: &tempfile::TempDir) -> PathBuf {
         let bundle = t
             .path()
             .join("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/userdata");
@@ -247,6 +244,16 @@ mod tests {
             bundle.join("config.json"),
         )
         .unwrap();
+        bundle
+    }
+
+    /// The one test of the explain text: the podman fixture on a hybrid
+    /// host, with and without a pid.
+    #[test]
+    fn golden_explain_text() {
+        use crate::cgroup::{ContainerCgroups, Layout};
+        let t = tempfile::tempdir().unwrap();
+        let bundle = podman_fixture_bundle(&t);
         let cg = PathBuf::from("/libpod_parent/libpod-0123456789abcdef");
         for (pid, golden) in [
             (None, "podman-hybrid-no-pid.txt"),
@@ -293,18 +300,7 @@ mod tests {
     #[test]
     fn explains_the_podman_fixture_without_pid() {
         let t = tempfile::tempdir().unwrap();
-        let bundle = t
-            .path()
-            .join("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/userdata");
-        std::fs::create_dir_all(&bundle).unwrap();
-        std::fs::copy(
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/config/podman-4.3-systemd-false.json"
-            ),
-            bundle.join("config.json"),
-        )
-        .unwrap();
+        let bundle = podman_fixture_bundle(&t);
         let mut out = Vec::new();
         explain(
             &ExplainArgs {

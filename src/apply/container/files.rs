@@ -25,10 +25,7 @@ impl Namespace {
         mode: u32,
         owner: Option<Owner>,
     ) -> anyhow::Result<std::fs::File> {
-        let (parent, name) = match (dest.parent(), dest.file_name()) {
-            (Some(p), Some(n)) => (p, n),
-            _ => bail!("{} is not a file path", dest.display()),
-        };
+        let (parent, name) = split_file_path(dest)?;
         let dir = self.mkdir(parent, 0o755)?;
         self.create_in(&dir, name, dest, mode, owner)
     }
@@ -123,10 +120,7 @@ impl Namespace {
         mode: u32,
         owner: Option<Owner>,
     ) -> anyhow::Result<()> {
-        let (parent, name) = match (dest.parent(), dest.file_name()) {
-            (Some(p), Some(n)) => (p, n),
-            _ => bail!("{} is not a file path", dest.display()),
-        };
+        let (parent, name) = split_file_path(dest)?;
         let dir = self.root.resolve(parent)?;
         let mut tmp = std::ffi::OsString::from(".");
         tmp.push(name);
@@ -140,5 +134,16 @@ impl Namespace {
             let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
         }
         written.with_context(|| format!("replace {} inside the rootfs", dest.display()))
+    }
+}
+
+/// `dest` as its parent directory and file name.
+///
+/// # Errors
+/// A path with no file name (`/`, `..`).
+fn split_file_path(dest: &Path) -> anyhow::Result<(&Path, &std::ffi::OsStr)> {
+    match (dest.parent(), dest.file_name()) {
+        (Some(p), Some(n)) => Ok((p, n)),
+        _ => bail!("{} is not a file path", dest.display()),
     }
 }
