@@ -227,7 +227,10 @@ pub fn parse(bytes: &[u8], bundle: &Path) -> Result<ContainerConfig, ConfigError
 
 /// Reads `path`: a regular file (opened non-blocking, so a FIFO cannot hang
 /// the hook) of at most [`MAX_CONFIG_BYTES`].
-fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
+///
+/// # Errors
+/// [`ConfigError::Load`] as for [`load`].
+pub fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let read = || -> std::io::Result<Vec<u8>> {

@@ -20,3 +20,4 @@ pub mod plan;
 pub mod run;
 pub mod stage;
 pub mod state;
+pub mod wrapper;
