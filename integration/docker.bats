@@ -209,7 +209,7 @@ default_cgroupns() { if [ "$OSH_LAYOUT" = v1 ]; then echo host; else echo privat
   dk_stop_and_remove
 }
 
-@test "docker --read-only: boots, machine-id not written into the image" {
+@test "docker --read-only: boots on the read-only root, machine-id bound" {
   dk_run --read-only --stop-signal=RTMIN+3 "$IMAGE"
   hooked
   # systemd-logind's StateDirectory in /var/lib cannot be made in a
@@ -236,6 +236,16 @@ default_cgroupns() { if [ "$OSH_LAYOUT" = v1 ]; then echo host; else echo privat
   [[ "$c" != *oci-systemd-hook* ]] || { echo "hook added: $c" >&2; return 1; }
   [ ! -e "/var/log/journal/$MID" ]
   [ "$(dk exec "$CID" findmnt -n -o FSTYPE --mountpoint /run)" = "" ]
+  dk rm -f "$CID" >/dev/null
+  osh_assert_no_new_mounts "$BEFORE"
+}
+
+@test "left alone: /sbin/init with oci-systemd-hook=disabled (no hook in config.json)" {
+  dk_run -e oci-systemd-hook=disabled "$IMAGE"
+  local c
+  c=$(bundle_config 2>/dev/null) || c=""   # systemd may already have failed
+  [[ "$c" != *"\"path\":\"$OSH_HOOK\""* ]] || { echo "hook added: $c" >&2; return 1; }
+  [ ! -e "/var/log/journal/$MID" ]
   dk rm -f "$CID" >/dev/null
   osh_assert_no_new_mounts "$BEFORE"
 }
