@@ -377,6 +377,22 @@ fn runtime_leaves_a_non_systemd_container_and_other_commands_alone() {
         std::fs::read_to_string(t.path().join("config.json")).unwrap(),
         config
     );
+    // Fields only the hook needs (root.path, id mappings of a user
+    // namespace) never stop a container the hook leaves alone.
+    let odd = r#"{"process":{"args":["sh"]},"linux":{"namespaces":[{"type":"user"}]}}"#;
+    std::fs::write(t.path().join("config.json"), odd).unwrap();
+    let o = run(
+        &["runtime", "--runtime=/bin/echo", "create", "-b", b, "x"],
+        b"",
+        t.path(),
+        false,
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(stdout_of(&o), format!("create -b {b} x\n"));
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("config.json")).unwrap(),
+        odd
+    );
     // Not create/run: no config read even when there is none.
     for sub in ["start", "state", "delete", "kill"] {
         let o = run(

@@ -3,9 +3,10 @@
 //!
 //! Registered as the engine's runtime in place of runc, it is called with
 //! runc's command line. On `create` and `run` it finds the bundle as runc does
-//! ([`argv`]), reads `config.json` with the hook's own lenient parser and,
-//! when the hook would act on the container ([`crate::decide::skip_reason`],
-//! the same rule as at prestart), adds this binary as a `prestart` and a
+//! ([`argv`]), reads `config.json`'s `process` with the hook's own lenient
+//! parser ([`config::parse_process`]: the other fields are the hook's
+//! business at prestart) and, when the hook would act on the container
+//! ([`crate::decide::skip_reason`], the same rule as at prestart), adds this binary as a `prestart` and a
 //! `poststop` hook ([`hooks`]) and rewrites the file atomically (a temporary
 //! file in the bundle with the same mode and owner, fsync, rename, fsync of
 //! the directory). Then it execs the real runtime with the arguments
@@ -123,10 +124,14 @@ fn prepare(args: &[OsString]) -> anyhow::Result<()> {
         .as_deref()
         .map(OsStr::to_string_lossy)
         .unwrap_or_default();
-    hooklog::set_context(&id, state::short_id(&id), Some("runtime"));
+    if id.is_empty() {
+        hooklog::set_context("", "runtime", None);
+    } else {
+        hooklog::set_context(&id, state::short_id(&id), Some("runtime"));
+    }
     let path = create.config_path();
     let bytes = config::read(&path)?;
-    let summary = config::parse(&bytes, &create.bundle)?;
+    let summary = config::parse_process(&bytes, &path)?;
     if let Some(why) = decide::skip_reason(&summary) {
         log::debug!(
             "not a systemd container ({why}); {} left alone",
