@@ -157,6 +157,18 @@ dk_wait_running() {
   }
 }
 
+# dk_assert_no_new_mounts: osh_assert_no_new_mounts, counting only mounts
+# that can be this test's (under the daemons' trees, the test's tmpdir, the
+# journal or cgroup trees, or naming the container or machine id): podman and
+# runc containers of other suites on the same host come and go meanwhile.
+dk_assert_no_new_mounts() {
+  local added
+  added=$(comm -13 <(echo "$BEFORE") <(osh_host_mounts) \
+    | grep -F -e "$DK" -e "$DKRUN" -e "$BATS_TEST_TMPDIR" -e /var/log/journal -e /sys/fs/cgroup \
+      -e "${CID:-${CTR_ID:-none}}" -e "${MID:-none}") || true
+  [ -z "$added" ] || { echo "mounts left on the host: $added" >&2; return 1; }
+}
+
 # dk_stop_and_remove: docker stop (the image's or run's stop signal), exit
 # code 0 (a SIGKILL gives 137), the halt in the journal on the host, then
 # docker rm and nothing of the container left on the host but its journal.
@@ -170,7 +182,7 @@ dk_stop_and_remove() {
   journalctl -D "/var/log/journal/$MID" --no-pager | grep -q 'systemd-halt.service\|Reached target.*System Shutdown' \
     || { echo "no halt in the journal" >&2; return 1; }
   dk rm "$CID" >/dev/null
-  osh_assert_no_new_mounts "$BEFORE"
+  dk_assert_no_new_mounts
   ! grep -q "$CID" /proc/self/mountinfo
   local left
   left=$(find /sys/fs/cgroup -maxdepth 4 -name "$CID" 2>/dev/null)
@@ -237,7 +249,7 @@ default_cgroupns() { if [ "$OSH_LAYOUT" = v1 ]; then echo host; else echo privat
   [ ! -e "/var/log/journal/$MID" ]
   [ "$(dk exec "$CID" findmnt -n -o FSTYPE --mountpoint /run)" = "" ]
   dk rm -f "$CID" >/dev/null
-  osh_assert_no_new_mounts "$BEFORE"
+  dk_assert_no_new_mounts
 }
 
 @test "left alone: /sbin/init with oci-systemd-hook=disabled (no hook in config.json)" {
@@ -247,7 +259,7 @@ default_cgroupns() { if [ "$OSH_LAYOUT" = v1 ]; then echo host; else echo privat
   [[ "$c" != *"\"path\":\"$OSH_HOOK\""* ]] || { echo "hook added: $c" >&2; return 1; }
   [ ! -e "/var/log/journal/$MID" ]
   dk rm -f "$CID" >/dev/null
-  osh_assert_no_new_mounts "$BEFORE"
+  dk_assert_no_new_mounts
 }
 
 @test "containerd: ctr run --runc-binary oci-systemd-runtime boots and stops" {
@@ -281,5 +293,5 @@ default_cgroupns() { if [ "$OSH_LAYOUT" = v1 ]; then echo host; else echo privat
   ctr_ container delete "$CTR_ID"
   journalctl -D "/var/log/journal/${CTR_ID:0:32}" --no-pager | grep -q 'systemd-halt.service\|Reached target.*System Shutdown'
   [ ! -s "$rootfs/etc/machine-id" ]   # poststop emptied it
-  osh_assert_no_new_mounts "$BEFORE"
+  dk_assert_no_new_mounts
 }
