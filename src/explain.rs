@@ -88,17 +88,18 @@ pub fn id_from_bundle(bundle: &Path) -> String {
 /// # Errors
 /// config.json cannot be loaded, or host facts cannot be read.
 pub fn explain(args: &ExplainArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    write_explanation(args, out, || {
-        host_facts(args.pid).context("reading host facts")
+    write_explanation(args, out, |rootfs| {
+        host_facts(args.pid, rootfs).context("reading host facts")
     })
 }
 
-/// [`explain`] with the host facts from `facts` (read only when the
-/// container is one to prepare).
+/// [`explain`] with the host facts from `facts`, given the rootfs to look
+/// the image's systemd up in (`None` without a pid when the rootfs is not
+/// on the host; read only when the container is one to prepare).
 fn write_explanation(
     args: &ExplainArgs,
     out: &mut impl Write,
-    facts: impl FnOnce() -> anyhow::Result<HostFacts>,
+    facts: impl FnOnce(Option<&Path>) -> anyhow::Result<HostFacts>,
 ) -> anyhow::Result<()> {
     let bundle = std::path::absolute(&args.bundle)?;
     let config = config::load_with_process(&bundle)?;
@@ -127,7 +128,8 @@ fn write_explanation(
         out,
         "decision: prepare for systemd, machine-id {machine_id}"
     )?;
-    let facts = facts()?;
+    let visible = args.pid.is_some() || config.rootfs.is_dir();
+    let facts = facts(visible.then_some(config.rootfs.as_path()))?;
     write!(out, "host:     cgroup layout {}", facts.layout)?;
     match args.pid {
         Some(pid) => {
@@ -143,6 +145,18 @@ fn write_explanation(
             )?;
         }
         None => writeln!(out, "; no --pid: cgroup steps are not planned")?,
+    }
+    match (visible, facts.image_systemd) {
+        (false, _) => writeln!(
+            out,
+            "image:    rootfs not on this host, no --pid: systemd version not looked up"
+        )?,
+        (true, None) => writeln!(out, "image:    no systemd found (libsystemd-shared-<N>.so)")?,
+        (true, Some(v)) => writeln!(out, "image:    systemd {v} (libsystemd-shared-{v}.so)")?,
+    }
+    if visible {
+        let choice = crate::cgmodel::choose(facts.layout, facts.image_systemd);
+        writeln!(out, "cgroups:  {choice}")?;
     }
     let pre = plan::prestart(&config, &facts, &id, &machine_id)?;
     writeln!(out, "prestart:")?;
@@ -248,16 +262,18 @@ mod tests {
     }
 
     /// The one test of the explain text: the podman fixture on a hybrid
-    /// host, with and without a pid.
+    /// host, with and without a pid, for a systemd 252 (v1 view) and a 262
+    /// (cgroup2 view) image.
     #[test]
     fn golden_explain_text() {
         use crate::cgroup::{ContainerCgroups, Layout};
         let t = tempfile::tempdir().unwrap();
         let bundle = podman_fixture_bundle(&t);
         let cg = PathBuf::from("/libpod_parent/libpod-0123456789abcdef");
-        for (pid, golden) in [
-            (None, "podman-hybrid-no-pid.txt"),
-            (Some(42), "podman-hybrid-pid.txt"),
+        for (pid, image_systemd, golden) in [
+            (None, None, "podman-hybrid-no-pid.txt"),
+            (Some(42), Some(252), "podman-hybrid-pid.txt"),
+            (Some(42), Some(262), "podman-hybrid-sid-pid.txt"),
         ] {
             let facts = HostFacts {
                 layout: Layout::Hybrid,
@@ -275,6 +291,7 @@ mod tests {
                 journal_root: "/var/log/journal".into(),
                 selinux: false,
                 host_machine_id: None,
+                image_systemd,
             };
             let args = ExplainArgs {
                 bundle: bundle.clone(),
@@ -282,7 +299,7 @@ mod tests {
                 id: None,
             };
             let mut out = Vec::new();
-            write_explanation(&args, &mut out, || Ok(facts)).unwrap();
+            write_explanation(&args, &mut out, |_| Ok(facts)).unwrap();
             let text = String::from_utf8(out)
                 .unwrap()
                 .replace(&bundle.display().to_string(), "<bundle>");

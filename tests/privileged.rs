@@ -1187,3 +1187,101 @@ fn an_id_longer_than_256_bytes_reuses_its_journal_dir() {
         "the journal dir the first start made is bound again"
     );
 }
+
+/// The cgroup2 view on a hybrid host, for an image whose systemd has no v1
+/// support (262) and one with no systemd found: the host's cgroup2 hierarchy
+/// (`/sys/fs/cgroup/unified`) read-only at `/sys/fs/cgroup` with the own
+/// cgroup writable at its path; with a private cgroupns the own cgroup at
+/// `/sys/fs/cgroup`. No v1 tmpfs of the hook's.
+#[test]
+#[serial_test::serial]
+fn hybrid_host_gives_a_v2_only_systemd_the_cgroup2_view() {
+    if oci_systemd_hook::cgroup::detect_layout().unwrap() != Layout::Hybrid {
+        eprintln!("not a hybrid host: the hybrid rule is tested in the VMs");
+        return;
+    }
+    for systemd in [Some(262), None] {
+        let sb = Sandbox::with_systemd(json!({}), None, systemd);
+        let host_before = host_mounts();
+        assert_ok(&sb.prestart());
+        let h = sb
+            .mount_at("/sys/fs/cgroup")
+            .expect("cgroup2 at /sys/fs/cgroup");
+        assert_eq!(h.fs_type, "cgroup2", "{systemd:?}");
+        assert_eq!(h.root, Path::new("/"));
+        assert!(has_flag(&h, "ro"), "hierarchy read-only");
+        let own = sb
+            .mount_at(&format!("/sys/fs/cgroup{}", sb.cgroup))
+            .expect("own cgroup");
+        assert_eq!(own.fs_type, "cgroup2");
+        assert_eq!(own.root, Path::new(&sb.cgroup));
+        assert!(has_flag(&own, "rw"), "own cgroup writable");
+        assert!(sb.mount_at("/sys/fs/cgroup/systemd").is_none());
+        assert_eq!(host_mounts(), host_before);
+        assert_ok(&sb.poststop());
+
+        let sb = Sandbox::with_systemd(
+            json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "cgroup"}]}}),
+            None,
+            systemd,
+        );
+        assert_ok(&sb.prestart());
+        let m = sb.mount_at("/sys/fs/cgroup").unwrap();
+        assert_eq!(m.fs_type, "cgroup2");
+        assert_eq!(m.root, Path::new(&sb.cgroup));
+        assert!(has_flag(&m, "rw"));
+    }
+}
+
+/// User namespaces with the cgroup2 view on a hybrid host: the own cgroup2
+/// directory and the files systemd writes belong to mapped root, its parent
+/// does not; a failed prestart gives them back.
+#[test]
+#[serial_test::serial]
+fn user_namespace_root_owns_its_cgroup2_dir_on_a_hybrid_host() {
+    if oci_systemd_hook::cgroup::detect_layout().unwrap() != Layout::Hybrid {
+        eprintln!("not a hybrid host: the hybrid rule is tested in the VMs");
+        return;
+    }
+    let sb = Sandbox::with_systemd(userns_config(), None, Some(262));
+    assert_ok(&sb.prestart());
+    let cg = Path::new("/sys/fs/cgroup/unified").join(sb.cgroup.trim_start_matches('/'));
+    for f in [
+        "",
+        "cgroup.procs",
+        "cgroup.subtree_control",
+        "cgroup.threads",
+    ] {
+        let m = std::fs::metadata(cg.join(f)).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (100000, 100000),
+            "{}",
+            cg.join(f).display()
+        );
+    }
+    assert_eq!(std::fs::metadata(cg.parent().unwrap()).unwrap().uid(), 0);
+    // The v1 name=systemd cgroup is not the one systemd uses: not chowned.
+    let v1 = Path::new("/sys/fs/cgroup/systemd").join(sb.cgroup.trim_start_matches('/'));
+    assert_eq!(std::fs::metadata(&v1).unwrap().uid(), 0);
+
+    // A prestart that fails after the delegation gives the files back.
+    let sb = Sandbox::with_systemd(userns_config(), None, Some(262));
+    std::fs::remove_dir_all(sb.rootfs.join("tmp")).unwrap();
+    std::fs::write(sb.rootfs.join("tmp"), b"a file where a directory belongs").unwrap();
+    let o = sb.prestart();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let cg = Path::new("/sys/fs/cgroup/unified").join(sb.cgroup.trim_start_matches('/'));
+    for f in ["", "cgroup.procs"] {
+        assert_eq!(
+            std::fs::metadata(cg.join(f)).unwrap().uid(),
+            0,
+            "{f} given back"
+        );
+    }
+}

@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
         journal_root: PathBuf::from("/var/log/journal"),
         selinux: sel.get(2).is_some_and(|b| b & 1 == 1),
         host_machine_id: None,
+        image_systemd: sel.get(3).and_then(|b| (*b != 0).then(|| 200 + u32::from(*b % 80))),
     };
     let Ok(p) = plan::prestart(&config, &facts, &id, &machine_id) else { return };
     let beneath_ok = |source: &HostSource| {

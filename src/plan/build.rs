@@ -8,7 +8,7 @@ use super::{
     PoststopPlan, RUN_TMPFS_SIZE, RootfsStep, Skip, SkipReason, Skipped, TMPFS_MIN_SIZE,
     TmpfsOptions,
 };
-use crate::cgroup::Layout;
+use crate::cgmodel::{self, Model};
 use crate::config::ContainerConfig;
 use crate::facts::{HOST_JOURNAL_ROOT, HostFacts};
 use crate::machine_id::MachineId;
@@ -130,19 +130,27 @@ fn plan_cgroups(
     context: Option<&str>,
     plan: &mut Plan,
 ) -> Result<(), PlanError> {
-    if facts.layout == Layout::Unified {
-        let Some(cgroup) = &facts.cgroups.unified else {
-            plan.skipped.push(Skip {
-                step: Skipped::Cgroups,
-                reason: SkipReason::NoCgroup("cgroup2 (0::)"),
-            });
-            return Ok(());
-        };
-        let Some(hierarchy) = &facts.unified_mount else {
-            return Err(PlanError::NoHierarchy("cgroup2"));
-        };
-        // /sys/fs/cgroup itself is the cgroup2 mount point: no tmpfs.
-        return bind_own_cgroup(config, hierarchy, cgroup, p("/sys/fs/cgroup"), false, plan);
+    let choice = cgmodel::choose(facts.layout, facts.image_systemd);
+    plan.cgroup_model = Some(choice);
+    match choice.model {
+        Model::HostCgroup2 => {
+            let Some(cgroup) = &facts.cgroups.unified else {
+                plan.skipped.push(Skip {
+                    step: Skipped::Cgroups,
+                    reason: SkipReason::NoCgroup("cgroup2 (0::)"),
+                });
+                return Ok(());
+            };
+            let Some(hierarchy) = &facts.unified_mount else {
+                return Err(PlanError::NoHierarchy("cgroup2"));
+            };
+            // The hierarchy itself at /sys/fs/cgroup, over whatever the
+            // runtime mounted there (on hybrid hosts a tmpfs of v1
+            // hierarchies): no tmpfs of the hook's.
+            return bind_own_cgroup(config, hierarchy, cgroup, p("/sys/fs/cgroup"), false, plan);
+        }
+        Model::PrivateCgroup2 => return Err(PlanError::NoCgroup2(choice)),
+        Model::V1 => {}
     }
     let Some(cgroup) = &facts.cgroups.systemd else {
         plan.skipped.push(Skip {

@@ -76,6 +76,10 @@ pub struct Plan {
     pub private_tmpfs: Vec<PathBuf>,
     /// The steps left out, and why.
     pub skipped: Vec<Skip>,
+    /// The cgroup model chosen for this container and why
+    /// ([`crate::cgmodel::choose`]); `None` before the cgroup steps are
+    /// planned.
+    pub cgroup_model: Option<crate::cgmodel::Choice>,
     next_object: usize,
 }
 
@@ -225,6 +229,13 @@ pub enum PlanError {
     /// that the host's mount table does not have.
     #[error("the container has a {0} cgroup but the host has no {0} hierarchy mounted")]
     NoHierarchy(&'static str),
+    /// The container needs a cgroup2 the host does not mount (a legacy
+    /// host, an image whose systemd has no v1 support), which this version
+    /// cannot provide yet.
+    #[error(
+        "cgroup model {0}; not implemented yet: the image's systemd cannot boot on this legacy (v1-only) host"
+    )]
+    NoCgroup2(crate::cgmodel::Choice),
 }
 
 impl PlanError {
@@ -233,7 +244,7 @@ impl PlanError {
     pub fn is_refusal(&self) -> bool {
         match self {
             PlanError::CgroupIsRoot | PlanError::HostMachineId => true,
-            PlanError::NoHierarchy(_) => false,
+            PlanError::NoHierarchy(_) | PlanError::NoCgroup2(_) => false,
         }
     }
 }

@@ -36,6 +36,7 @@ fn hybrid() -> HostFacts {
         journal_root: p("/var/log/journal"),
         selinux: false,
         host_machine_id: None,
+        image_systemd: Some(252),
     }
 }
 
@@ -370,6 +371,7 @@ fn unified(fixture: &str) -> HostFacts {
         journal_root: p("/var/log/journal"),
         selinux: false,
         host_machine_id: None,
+        image_systemd: Some(252),
     }
 }
 
