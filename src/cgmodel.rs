@@ -10,16 +10,22 @@
 //! | host | image systemd | model |
 //! |---|---|---|
 //! | unified | any, or none found | [`Model::HostCgroup2`] (unchanged) |
-//! | hybrid | none found, or ≥ 258 | [`Model::HostCgroup2`] |
-//! | hybrid | 230–257 | [`Model::V1`] (both boot; v1 keeps what these images were proven with) |
+//! | hybrid | none found, or ≥ 256 | [`Model::HostCgroup2`] |
+//! | hybrid | 230–255 | [`Model::V1`] (both views boot; v1 is what these images were proven with) |
 //! | hybrid | < 230 | [`Model::V1`] (no unified support) |
 //! | legacy | none found, or ≥ 258 | [`Model::PrivateCgroup2`] |
 //! | legacy | < 258 | [`Model::V1`] |
 //!
 //! systemd ≥ 258 has no cgroup v1 support at all and decides from
 //! `statfs("/sys/fs/cgroup")` alone: a tmpfs there makes it refuse to boot
-//! ("Detected unsupported legacy cgroup hierarchy"). systemd learnt the
-//! unified hierarchy in 230 (nspawn's `unified_cgroup_hierarchy` minimum).
+//! ("Detected unsupported legacy cgroup hierarchy"). systemd 256 and 257
+//! declare v1 obsolete (NEWS for 256: refused by default on a host) and, on
+//! a v1 view, boot but taint themselves (`Tainted=cgroupsv1`, measured with
+//! Debian trixie's 257 on a hybrid host); on the cgroup2 view they boot
+//! untainted, so a hybrid host gives them that. 230–255 boot to `running`
+//! on either view (bullseye 247, bookworm 252 under podman+crun,
+//! podman+runc and bare runc) and keep the v1 view they were proven with.
+//! systemd learnt the unified hierarchy in 230 (nspawn's minimum).
 //! The cgroup namespace does not change the model, only where the own
 //! cgroup is bound (see `plan`).
 
@@ -30,6 +36,9 @@ use crate::cgroup::Layout;
 /// The first systemd without cgroup v1 support (v258, "cgroup v1 support has
 /// been removed").
 pub const SYSTEMD_V2_ONLY: u32 = 258;
+/// The first systemd that declares cgroup v1 obsolete (v256) and taints
+/// itself `cgroupsv1` on it.
+pub const SYSTEMD_V1_OBSOLETE: u32 = 256;
 /// The first systemd that runs on the unified hierarchy (v230; nspawn's
 /// `cg_all_unified` minimum for images).
 pub const SYSTEMD_UNIFIED_MIN: u32 = 230;
@@ -74,6 +83,9 @@ pub enum Reason {
     NoSystemdFound,
     /// The image's systemd (the version) has no cgroup v1 support.
     V2Only(u32),
+    /// The image's systemd (the version) declares cgroup v1 obsolete: on a
+    /// hybrid host it gets the cgroup2 view.
+    V1Obsolete(u32),
     /// The image's systemd (the version) runs on v1 and is kept there.
     V1Systemd(u32),
 }
@@ -88,6 +100,10 @@ impl fmt::Display for Reason {
             Reason::V2Only(v) => write!(
                 f,
                 "the image's systemd {v} has no cgroup v1 support (>= {SYSTEMD_V2_ONLY})"
+            ),
+            Reason::V1Obsolete(v) => write!(
+                f,
+                "the image's systemd {v} deems cgroup v1 obsolete (>= {SYSTEMD_V1_OBSOLETE}, tainted on v1)"
             ),
             Reason::V1Systemd(v) if *v < SYSTEMD_UNIFIED_MIN => write!(
                 f,
@@ -127,6 +143,9 @@ pub fn choose(layout: Layout, image_systemd: Option<u32>) -> Choice {
         (Layout::Hybrid, Some(v)) if v >= SYSTEMD_V2_ONLY => {
             (Model::HostCgroup2, Reason::V2Only(v))
         }
+        (Layout::Hybrid, Some(v)) if v >= SYSTEMD_V1_OBSOLETE => {
+            (Model::HostCgroup2, Reason::V1Obsolete(v))
+        }
         (Layout::Legacy, Some(v)) if v >= SYSTEMD_V2_ONLY => {
             (Model::PrivateCgroup2, Reason::V2Only(v))
         }
@@ -155,12 +174,15 @@ mod tests {
             (Hybrid, Some(230), V1),
             (Hybrid, Some(247), V1),
             (Hybrid, Some(252), V1),
-            (Hybrid, Some(257), V1),
+            (Hybrid, Some(255), V1),
+            (Hybrid, Some(256), HostCgroup2),
+            (Hybrid, Some(257), HostCgroup2),
             (Hybrid, Some(258), HostCgroup2),
             (Hybrid, Some(262), HostCgroup2),
             (Legacy, None, PrivateCgroup2),
             (Legacy, Some(219), V1),
             (Legacy, Some(252), V1),
+            (Legacy, Some(256), V1),
             (Legacy, Some(257), V1),
             (Legacy, Some(258), PrivateCgroup2),
             (Legacy, Some(262), PrivateCgroup2),
@@ -190,6 +212,7 @@ mod tests {
                 .contains("no unified-hierarchy support")
         );
         assert_eq!(choose(Unified, Some(252)).reason, Reason::UnifiedHost);
+        assert_eq!(choose(Hybrid, Some(257)).reason, Reason::V1Obsolete(257));
         assert!(
             choose(Legacy, None)
                 .to_string()
