@@ -172,7 +172,13 @@ fn write_explanation(
     {
         writeln!(out, "  skip: {s}")?;
     }
-    let post = plan::poststop(&config, &id, &machine_id, None);
+    let post = plan::poststop(
+        &config,
+        &id,
+        &machine_id,
+        None,
+        facts.layout == crate::cgroup::Layout::Legacy,
+    );
     writeln!(out, "poststop:")?;
     if !post.host.is_empty() {
         writeln!(out, "  on the host:")?;

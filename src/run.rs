@@ -163,6 +163,7 @@ fn poststop(state: &HookState) -> anyhow::Result<()> {
         &state.id,
         &machine_id,
         crate::facts::host_machine_id().as_deref(),
+        crate::cgroup::detect_layout().is_ok_and(|l| l == crate::cgroup::Layout::Legacy),
     );
     apply::poststop(&plan, &config.rootfs)?;
     log::info!("cleaned {}", config.rootfs.display());

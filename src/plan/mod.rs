@@ -47,7 +47,7 @@ mod step;
 #[cfg(test)]
 mod tests;
 
-pub use build::{poststop, prestart};
+pub use build::{cgroup2_name, poststop, prestart};
 pub use step::{
     ContainerStep, HostSource, HostStep, ObjectId, PoststopHostStep, RootfsStep, TmpfsOptions,
 };
@@ -229,13 +229,6 @@ pub enum PlanError {
     /// that the host's mount table does not have.
     #[error("the container has a {0} cgroup but the host has no {0} hierarchy mounted")]
     NoHierarchy(&'static str),
-    /// The container needs a cgroup2 the host does not mount (a legacy
-    /// host, an image whose systemd has no v1 support), which this version
-    /// cannot provide yet.
-    #[error(
-        "cgroup model {0}; not implemented yet: the image's systemd cannot boot on this legacy (v1-only) host"
-    )]
-    NoCgroup2(crate::cgmodel::Choice),
 }
 
 impl PlanError {
@@ -244,7 +237,7 @@ impl PlanError {
     pub fn is_refusal(&self) -> bool {
         match self {
             PlanError::CgroupIsRoot | PlanError::HostMachineId => true,
-            PlanError::NoHierarchy(_) | PlanError::NoCgroup2(_) => false,
+            PlanError::NoHierarchy(_) => false,
         }
     }
 }
