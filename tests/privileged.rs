@@ -1384,6 +1384,34 @@ fn legacy_host_gives_a_v2_only_systemd_a_cgroup2_of_its_own() {
     assert!(cg.contains("0::/\n"), "moved back: {cg}");
     assert_eq!(host_mounts(), host_before);
 
+    // With a user namespace mapped root owns the cgroup and what systemd
+    // writes in it; its parent (the cgroup2 root) stays root's.
+    let mut sb = Sandbox::with_systemd(userns_config(), Some(host.0.id()), Some(262));
+    assert_ok(&sb.prestart());
+    let on_host = Path::new("/sys/fs/cgroup/unified").join(format!("oci-systemd-hook-{}", sb.id));
+    for f in [
+        "",
+        "cgroup.procs",
+        "cgroup.subtree_control",
+        "cgroup.threads",
+    ] {
+        let m = std::fs::metadata(on_host.join(f)).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (100000, 100000),
+            "{}",
+            on_host.join(f).display()
+        );
+    }
+    assert_eq!(
+        std::fs::metadata("/sys/fs/cgroup/unified").unwrap().uid(),
+        0
+    );
+    let _ = sb.sleeper.kill();
+    let _ = sb.sleeper.wait();
+    assert_ok(&sb.poststop());
+    assert!(!on_host.exists());
+
     // A v1-capable systemd on the same host keeps the v1 view: no cgroup2.
     let sb = Sandbox::with_systemd(json!({}), Some(host.0.id()), Some(257));
     assert_ok(&sb.prestart());
