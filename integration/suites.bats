@@ -14,10 +14,18 @@ load helpers
 setup_file() {
   OSH_RUNTIME=crun osh_require_host
   osh_setup_hooks
-  local s
+  # Built once and cached; on a cold cache the builds run side by side
+  # (mostly downloads), each logging to its own file.
+  local s pids=() failed=0
   for s in bullseye bookworm trixie sid services; do
-    "$BATS_TEST_DIRNAME/build-rootfs.sh" "$s" >/dev/null
+    "$BATS_TEST_DIRNAME/build-rootfs.sh" "$s" >"$BATS_FILE_TMPDIR/build-$s.log" 2>&1 &
+    pids+=($!)
   done
+  for s in "${pids[@]}"; do wait "$s" || failed=1; done
+  if [ "$failed" = 1 ]; then
+    tail -n 5 "$BATS_FILE_TMPDIR"/build-*.log >&2
+    return 1
+  fi
 }
 
 setup() { osh_require_host; }
