@@ -47,34 +47,6 @@ osh_require_host() {
   command -v podman runc crun >/dev/null || { echo "podman, runc, crun needed" >&2; return 1; }
 }
 
-# image_systemd ROOTFS: the image's systemd version, as the hook reads it.
-image_systemd() {
-  find "$1/usr/lib" "$1/lib" -maxdepth 3 -name 'libsystemd-shared-*.so' 2>/dev/null \
-    | sed -n 's|.*/libsystemd-shared-\([0-9]*\).*\.so$|\1|p' | sort -n | tail -n 1
-}
-
-# expected_cgroup_fs ROOTFS: what /sys/fs/cgroup is inside (stat -fc %T),
-# by the rule table (src/cgmodel.rs): cgroup2 on unified hosts; on hybrid
-# hosts for systemd >= 256 or none found; the v1 view (a tmpfs) otherwise.
-# (Legacy hosts with systemd >= 258: not yet, see the README.)
-expected_cgroup_fs() {
-  local v
-  v=$(image_systemd "$1")
-  if [ "$OSH_LAYOUT" = unified ] || { [ -e /sys/fs/cgroup/unified/cgroup.procs ] && { [ -z "$v" ] || [ "$v" -ge 256 ]; }; }; then
-    echo cgroup2fs
-  else
-    echo tmpfs
-  fi
-}
-
-# expected_lock_mode ROOTFS: /run/lock's mode after boot: the image's
-# tmpfiles line for it (sid: `d /run/lock 1777`), else the hook's 755.
-expected_lock_mode() {
-  local m
-  m=$(cat "$1"/usr/lib/tmpfiles.d/*.conf 2>/dev/null | awk '$1 ~ /^[dD]$/ && $2 == "/run/lock" {print $3}' | head -n 1)
-  echo "${m:-0755}" | sed 's/^0*//'
-}
-
 # host_cgroups ID12: cgroup directories of any hierarchy on the host whose
 # name holds ID12.
 host_cgroups() { find /sys/fs/cgroup -maxdepth 4 -type d -name "*$1*" 2>/dev/null; }
@@ -84,13 +56,20 @@ report() {
   [ -z "${OSH_SUITES_REPORT:-}" ] || echo "$1 $2 $3 $4 $5" >> "$OSH_SUITES_REPORT"
 }
 
-# inside_checks ROOTFS: the state and mounts inside, through osh_exec.
+# inside_checks ROOTFS [CGROUPNS]: the state and mounts inside, through
+# osh_exec: the tree the rule table gives (tmpfs of v1 hierarchies or
+# cgroup2), the /run/lock mode the image's tmpfiles give, and the shared
+# checks of osh_check_inside (own cgroup writable, the rest not, ...).
 inside_checks() {
   local fs lock
+  OSH_ROOTFS=$1 osh_check_inside "${2:-host}"
   fs=$(osh_exec stat -fc %T /sys/fs/cgroup)
-  [ "$fs" = "$(expected_cgroup_fs "$1")" ] || { echo "/sys/fs/cgroup is $fs" >&2; return 1; }
+  case "$(osh_expected_tree "$1")" in
+    v1) [ "$fs" = tmpfs ] ;;
+    *) [ "$fs" = cgroup2fs ] ;;
+  esac || { echo "/sys/fs/cgroup is $fs, want the $(osh_expected_tree "$1") tree" >&2; return 1; }
   lock=$(osh_exec stat -c %a /run/lock)
-  [ "$lock" = "$(expected_lock_mode "$1")" ] || { echo "/run/lock mode $lock" >&2; return 1; }
+  [ "$lock" = "$(osh_expected_lock_mode "$1")" ] || { echo "/run/lock mode $lock" >&2; return 1; }
   [ "$(osh_exec cat /etc/machine-id)" = "$MID" ]
 }
 
@@ -111,7 +90,7 @@ podman_case() {
     podman logs "$CID" 2>&1 | tail -n 20 >&2 || true
     return 1
   fi
-  inside_checks "$rootfs"
+  inside_checks "$rootfs" "${3:-host}"
   if [ "$suite" = services ]; then
     osh_exec systemctl is-active apache2.service ssh.service cron.service >&2
   fi
