@@ -269,30 +269,42 @@ mod tests {
 
     /// The one test of the explain text: the podman fixture on a hybrid
     /// host, with and without a pid, for a systemd 252 (v1 view) and a 262
-    /// (cgroup2 view) image.
+    /// (cgroup2 view) image; and the 262 image on a legacy host (the hook's
+    /// own cgroup2).
     #[test]
     fn golden_explain_text() {
         use crate::cgroup::{ContainerCgroups, Layout};
         let t = tempfile::tempdir().unwrap();
         let bundle = podman_fixture_bundle(&t);
         let cg = PathBuf::from("/libpod_parent/libpod-0123456789abcdef");
-        for (pid, image_systemd, golden) in [
-            (None, None, "podman-hybrid-no-pid.txt"),
-            (Some(42), Some(252), "podman-hybrid-pid.txt"),
-            (Some(42), Some(262), "podman-hybrid-sid-pid.txt"),
+        for (layout, pid, image_systemd, golden) in [
+            (Layout::Hybrid, None, None, "podman-hybrid-no-pid.txt"),
+            (Layout::Hybrid, Some(42), Some(252), "podman-hybrid-pid.txt"),
+            (
+                Layout::Hybrid,
+                Some(42),
+                Some(262),
+                "podman-hybrid-sid-pid.txt",
+            ),
+            (
+                Layout::Legacy,
+                Some(42),
+                Some(262),
+                "podman-legacy-sid-pid.txt",
+            ),
         ] {
             let facts = HostFacts {
-                layout: Layout::Hybrid,
+                layout,
                 cgroups: match pid {
                     Some(_) => ContainerCgroups {
                         systemd: Some(cg.clone()),
                         memory: Some(cg.clone()),
-                        unified: Some(cg.clone()),
+                        unified: (layout == Layout::Hybrid).then(|| cg.clone()),
                     },
                     None => ContainerCgroups::default(),
                 },
                 systemd_mount: Some("/sys/fs/cgroup/systemd".into()),
-                unified_mount: Some("/sys/fs/cgroup/unified".into()),
+                unified_mount: (layout == Layout::Hybrid).then(|| "/sys/fs/cgroup/unified".into()),
                 cgroup_memory_limit: None,
                 journal_root: "/var/log/journal".into(),
                 selinux: false,

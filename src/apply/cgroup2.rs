@@ -132,7 +132,16 @@ pub(super) fn undo(mnt: BorrowedFd<'_>, name: &str) -> anyhow::Result<()> {
 /// Poststop: removes the cgroup `name` of cgroup2 (mounted detached for
 /// this) and every cgroup beneath it, deepest first. Absent: nothing to do.
 pub(super) fn remove(name: &str) -> anyhow::Result<()> {
-    let mnt = mounts::new_cgroup2().context("mount cgroup2 (detached)")?;
+    // Where the hook may not mount cgroup2 (rootless), prestart could not
+    // have made the cgroup either.
+    let mnt = match mounts::new_cgroup2() {
+        Ok(m) => m,
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            log::debug!("cannot mount cgroup2 ({e}): no cgroup2 /{name} to remove");
+            return Ok(());
+        }
+        Err(e) => return Err(e).context("mount cgroup2 (detached)"),
+    };
     match open_dir(mnt.as_fd(), OsStr::new(name)) {
         Ok(_) => {}
         Err(Errno::NOENT) => return Ok(()),
