@@ -22,7 +22,7 @@ DIST       := build/oci-systemd-hook-$(VERSION).tar.gz
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: bench all build docs dist rpm rpm-check manifests-check install uninstall setup rootfs demo test test-unit test-privileged integration vm-integration vagrant-validate clean
+.PHONY: bench all build docs dist rpm rpm-check manifests-check install uninstall setup rootfs demo test test-unit test-privileged integration suites vm-integration vagrant-validate clean
 
 all: build
 
@@ -101,9 +101,16 @@ test-privileged:
 	$(CARGO) test --locked --test privileged --test hostile --test config_differential --test chroot -- --test-threads=1
 
 # The conformance suite: podman with crun, podman with runc, bare runc, Docker
-# and containerd through the runtime wrapper (integration/docker.bats).
+# and containerd through the runtime wrapper (integration/docker.bats); then
+# the Debian suites bullseye..sid and the services image (suites.bats).
 integration: build rootfs
 	integration/run-suite.sh
+	$(MAKE) suites
+
+# Each Debian suite's systemd (247..262) under podman+crun, podman+runc and
+# bare runc on this host; the images are built once (build-rootfs.sh SUITE).
+suites: build setup
+	$(BATS) --timing integration/suites.bats
 
 # The conformance suite inside Debian bookworm VMs (QEMU, offline), one per
 # cgroup layout (integration/vm/run.sh). Not part of `test`: it takes about

@@ -6,12 +6,14 @@
 //! exit code ([`run`]).
 
 pub mod apply;
+pub mod cgmodel;
 pub mod cgroup;
 pub mod config;
 pub mod copyup;
 pub mod decide;
 pub mod explain;
 pub mod facts;
+pub mod image;
 pub mod log;
 pub mod machine_id;
 pub mod mountinfo;

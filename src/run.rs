@@ -113,7 +113,7 @@ fn prestart(state: &HookState, start: Instant) -> anyhow::Result<()> {
         Decision::Apply(m) => m,
     };
     let parsed = Instant::now();
-    let facts = host_facts(Some(pid)).context("reading host facts")?;
+    let facts = host_facts(Some(pid), Some(&config.rootfs)).context("reading host facts")?;
     let plan = plan::prestart(&config, &facts, &state.id, &machine_id)?;
     for s in &plan.skipped {
         log::debug!("skip {s}");
@@ -130,11 +130,14 @@ fn prestart(state: &HookState, start: Instant) -> anyhow::Result<()> {
         );
     }
     log::info!(
-        "prepared {} for systemd: {} host and {} container steps, machine-id {machine_id}, cgroups {}",
+        "prepared {} for systemd: {} host and {} container steps, machine-id {machine_id}, {} host, cgroups {}",
         config.rootfs.display(),
         plan.host.len(),
         plan.container.len(),
-        facts.layout
+        facts.layout,
+        plan.cgroup_model
+            .map(|c| c.to_string())
+            .unwrap_or("not planned".into())
     );
     Ok(())
 }
@@ -160,6 +163,7 @@ fn poststop(state: &HookState) -> anyhow::Result<()> {
         &state.id,
         &machine_id,
         crate::facts::host_machine_id().as_deref(),
+        crate::cgroup::detect_layout().is_ok_and(|l| l == crate::cgroup::Layout::Legacy),
     );
     apply::poststop(&plan, &config.rootfs)?;
     log::info!("cleaned {}", config.rootfs.display());

@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
         journal_root: PathBuf::from("/var/log/journal"),
         selinux: sel.get(2).is_some_and(|b| b & 1 == 1),
         host_machine_id: None,
+        image_systemd: sel.get(3).and_then(|b| (*b != 0).then(|| 200 + u32::from(*b % 80))),
     };
     let Ok(p) = plan::prestart(&config, &facts, &id, &machine_id) else { return };
     let beneath_ok = |source: &HostSource| {
@@ -51,13 +52,19 @@ fuzz_target!(|data: &[u8]| {
                 beneath_ok(source);
             }
             HostStep::Open { source, .. } => beneath_ok(source),
+            HostStep::MakeCgroup2 { name, members, .. } => {
+                assert!(name.starts_with("oci-systemd-hook-") && !name.contains('/'));
+                assert!(matches!(members, HostSource::Beneath { .. }));
+                beneath_ok(members);
+            }
         }
     }
     for a in &p.container {
         let _ = a.to_string();
         match a {
             ContainerStep::Tmpfs { dest, .. } | ContainerStep::Mkdir { dest, .. }
-            | ContainerStep::RemountReadOnly { dest } | ContainerStep::WriteFile { dest, .. } => {
+            | ContainerStep::RemountReadOnly { dest } | ContainerStep::WriteFile { dest, .. }
+            | ContainerStep::BindWritable { dest } => {
                 assert!(dest.is_absolute())
             }
             ContainerStep::BindContents { dest, contents } => assert!(dest.is_absolute() && contents.len() == 33),
@@ -68,11 +75,12 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let post = plan::poststop(&config, &id, &machine_id, None);
+    let post = plan::poststop(&config, &id, &machine_id, None, layout == Layout::Legacy);
     for h in &post.host {
         let _ = h.to_string();
         match h {
             PoststopHostStep::RemoveUnfinishedHostDir { path, .. } => assert!(path.starts_with("/var/log/journal")),
+            PoststopHostStep::RemoveCgroup2 { name } => assert!(!name.contains('/')),
         }
     }
     for r in &post.rootfs {

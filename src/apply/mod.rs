@@ -50,6 +50,7 @@ use crate::config::Owner;
 use crate::plan::{Plan, PoststopPlan};
 use guard::HostIds;
 
+mod cgroup2;
 mod container;
 pub mod guard;
 mod host;

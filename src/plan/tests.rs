@@ -36,6 +36,7 @@ fn hybrid() -> HostFacts {
         journal_root: p("/var/log/journal"),
         selinux: false,
         host_machine_id: None,
+        image_systemd: Some(252),
     }
 }
 
@@ -342,7 +343,7 @@ fn readonly_image_writes_nothing_into_the_image() {
         dest: p("/etc/machine-id"),
         contents: format!("{}\n", mid()),
     }));
-    let post = poststop(&c, ID, &mid(), None);
+    let post = poststop(&c, ID, &mid(), None, false);
     assert!(
         post.rootfs.is_empty(),
         "nothing written into a read-only image"
@@ -370,6 +371,7 @@ fn unified(fixture: &str) -> HostFacts {
         journal_root: p("/var/log/journal"),
         selinux: false,
         host_machine_id: None,
+        image_systemd: Some(252),
     }
 }
 
@@ -586,6 +588,7 @@ fn user_namespace_owner_goes_on_what_the_hook_creates() {
                 );
             }
             HostStep::Open { .. } => {}
+            HostStep::MakeCgroup2 { .. } => panic!("no cgroup2 of the hook's on a hybrid host"),
         }
     }
     assert!(delegated);
@@ -635,7 +638,7 @@ fn config_tmpfs_mounts_are_private_tmpfs_and_journal_dirs_carry_the_id() {
 
 #[test]
 fn poststop_cleans_an_unfinished_journal_dir_and_empties_the_machine_id() {
-    let plan = poststop(&podman_config(), ID, &mid(), None);
+    let plan = poststop(&podman_config(), ID, &mid(), None, false);
     let cleanup = PoststopHostStep::RemoveUnfinishedHostDir {
         path: p(&format!("/var/log/journal/{}", mid())),
         marker: ID.to_string(),
@@ -653,7 +656,7 @@ fn poststop_cleans_an_unfinished_journal_dir_and_empties_the_machine_id() {
         readonly: true,
         ..podman_config()
     };
-    let plan = poststop(&ro, ID, &mid(), None);
+    let plan = poststop(&ro, ID, &mid(), None, false);
     assert_eq!(plan.host, vec![cleanup]);
     assert!(plan.rootfs.is_empty());
 }
@@ -662,7 +665,7 @@ fn poststop_cleans_an_unfinished_journal_dir_and_empties_the_machine_id() {
 fn poststop_never_clears_the_hosts_own_machine_id() {
     // Prestart refuses the host's machine-id; a rootfs that is a copy of the
     // host's /etc (container_uuid = the host's id) keeps its file at poststop.
-    let plan = poststop(&podman_config(), ID, &mid(), Some(mid().as_str()));
+    let plan = poststop(&podman_config(), ID, &mid(), Some(mid().as_str()), false);
     assert!(plan.rootfs.is_empty());
     assert_eq!(
         plan.skipped,
@@ -672,6 +675,78 @@ fn poststop_never_clears_the_hosts_own_machine_id() {
         }]
     );
     let other = "0123456789abcdef0123456789abcdef";
-    let plan = poststop(&podman_config(), ID, &mid(), Some(other));
+    let plan = poststop(&podman_config(), ID, &mid(), Some(other), false);
     assert_eq!(plan.rootfs.len(), 1);
+}
+
+/// The cgroup model in the plan: a hybrid host gives systemd 262 the host's
+/// cgroup2 (no v1 tmpfs); a legacy host gives it a cgroup2 of the hook's,
+/// with the container's processes moved there and the own cgroup writable;
+/// systemd 252 keeps the v1 view on both.
+#[test]
+fn the_image_systemd_picks_the_cgroup_steps() {
+    let mut f = hybrid();
+    f.image_systemd = Some(262);
+    let plan = prestart(&podman_config(), &f, ID, &mid()).unwrap();
+    assert_eq!(
+        plan.cgroup_model.unwrap().model,
+        crate::cgmodel::Model::HostCgroup2
+    );
+    let binds: Vec<String> = plan
+        .container
+        .iter()
+        .filter(|s| matches!(s, ContainerStep::Bind { .. }))
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        binds[1..],
+        [
+            "bind /sys/fs/cgroup/unified on /sys/fs/cgroup ro".to_string(),
+            format!(
+                "bind {} beneath /sys/fs/cgroup/unified on /sys/fs/cgroup{CG} rw",
+                CG.trim_start_matches('/')
+            ),
+        ]
+    );
+    assert!(!plan.container.iter().any(
+        |s| matches!(s, ContainerStep::Tmpfs { dest, .. } if dest == Path::new("/sys/fs/cgroup"))
+    ));
+
+    let mut f = hybrid();
+    f.layout = Layout::Legacy;
+    f.unified_mount = None;
+    f.cgroups.unified = None;
+    f.image_systemd = Some(262);
+    let plan = prestart(&podman_config(), &f, ID, &mid()).unwrap();
+    let name = cgroup2_name(ID, &mid());
+    assert_eq!(name, format!("oci-systemd-hook-{ID}"));
+    assert!(plan.host.contains(&HostStep::MakeCgroup2 {
+        name: name.clone(),
+        members: own_cgroup("/sys/fs/cgroup/systemd", Path::new(CG)),
+        owner: None,
+    }));
+    assert!(plan.container.iter().any(|s| matches!(s,
+        ContainerStep::Bind { source: HostSource::HookCgroup2, dest, readonly: true, .. } if dest == Path::new("/sys/fs/cgroup"))));
+    assert!(plan.container.contains(&ContainerStep::BindWritable {
+        dest: Path::new("/sys/fs/cgroup").join(&name)
+    }));
+    let post = poststop(&podman_config(), ID, &mid(), None, true);
+    assert!(
+        post.host
+            .contains(&PoststopHostStep::RemoveCgroup2 { name })
+    );
+
+    for layout in [Layout::Hybrid, Layout::Legacy] {
+        let mut f = hybrid();
+        f.layout = layout;
+        let plan = prestart(&podman_config(), &f, ID, &mid()).unwrap();
+        assert_eq!(plan.cgroup_model.unwrap().model, crate::cgmodel::Model::V1);
+        assert!(plan.container.iter().any(|s| matches!(s,
+            ContainerStep::Bind { dest, readonly: true, .. } if dest == Path::new("/sys/fs/cgroup/systemd"))));
+    }
+    // An id that is not a plain name: the machine-id names the cgroup.
+    assert_eq!(
+        cgroup2_name("a/../b", &mid()),
+        format!("oci-systemd-hook-{}", mid())
+    );
 }

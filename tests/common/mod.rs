@@ -57,7 +57,9 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// A bundle with `config` (root.path = "rootfs" is added) and a rootfs
-    /// holding a little image content in /run and /tmp.
+    /// holding a little image content in /run and /tmp and a systemd 252
+    /// (`usr/lib/systemd/libsystemd-shared-252.so`, empty: the version is
+    /// all the hook reads).
     pub fn new(config: Value) -> Sandbox {
         Sandbox::new_in(config, None)
     }
@@ -65,7 +67,13 @@ impl Sandbox {
     /// [`Sandbox::new`] with the sleeper's mount namespace copied from the
     /// namespace of process `outer` (a [`FakeHost`]) instead of the test's,
     /// and the hook run in `outer`'s namespace.
-    pub fn new_in(mut config: Value, outer: Option<u32>) -> Sandbox {
+    pub fn new_in(config: Value, outer: Option<u32>) -> Sandbox {
+        Sandbox::with_systemd(config, outer, Some(252))
+    }
+
+    /// [`Sandbox::new_in`] with an image whose systemd is `systemd` (`None`:
+    /// no `libsystemd-shared-<N>.so` at all).
+    pub fn with_systemd(mut config: Value, outer: Option<u32>, systemd: Option<u32>) -> Sandbox {
         require_root();
         let dir = tempfile::Builder::new()
             .prefix("osh-priv-")
@@ -79,6 +87,11 @@ impl Sandbox {
         std::fs::write(rootfs.join("run/seed-run"), b"from image /run\n").unwrap();
         std::fs::write(rootfs.join("tmp/seed-tmp"), b"from image /tmp\n").unwrap();
         std::fs::write(rootfs.join("etc/machine-id"), b"").unwrap();
+        if let Some(v) = systemd {
+            let lib = rootfs.join("usr/lib/systemd");
+            std::fs::create_dir_all(&lib).unwrap();
+            std::fs::write(lib.join(format!("libsystemd-shared-{v}.so")), b"").unwrap();
+        }
         config["ociVersion"] = json!("1.0.2");
         config["root"]["path"] = json!("rootfs");
         if config.get("process").is_none() {
@@ -119,13 +132,16 @@ impl Sandbox {
         let name = format!("oci-systemd-hook-test-{pid}");
         let mut cgroup_dirs = Vec::new();
         let v1 = ["systemd", "memory"];
-        let bases: Vec<PathBuf> = match layout {
+        let mut bases: Vec<PathBuf> = match layout {
             Layout::Unified => vec![PathBuf::from("/sys/fs/cgroup")],
             _ => v1
                 .iter()
                 .map(|c| Path::new("/sys/fs/cgroup").join(c))
                 .collect(),
         };
+        if layout == Layout::Hybrid {
+            bases.push(PathBuf::from("/sys/fs/cgroup/unified"));
+        }
         for base in bases {
             let d = base.join(&name);
             std::fs::create_dir(&d).unwrap();
@@ -319,8 +335,8 @@ pub fn has_flag(m: &Mount, flag: &str) -> bool {
 }
 
 /// Cgroups made for a test process outside a [`Sandbox`]: one per hierarchy
-/// the hook reads (`name=systemd` and `memory` on v1 hosts, the cgroup2 root
-/// on unified ones), named `oci-systemd-hook-test-<what>-<test pid>`, removed
+/// the hook reads (`name=systemd` and `memory` on v1 hosts, plus cgroup2 on
+/// hybrid ones, the cgroup2 root on unified ones), named `oci-systemd-hook-test-<what>-<test pid>`, removed
 /// on drop once their processes are gone.
 pub struct TestCgroups {
     pub dirs: Vec<PathBuf>,
@@ -329,13 +345,17 @@ pub struct TestCgroups {
 impl TestCgroups {
     pub fn new(what: &str) -> TestCgroups {
         let name = format!("oci-systemd-hook-test-{what}-{}", std::process::id());
-        let bases: Vec<PathBuf> = match detect_layout().unwrap() {
+        let layout = detect_layout().unwrap();
+        let mut bases: Vec<PathBuf> = match layout {
             Layout::Unified => vec![PathBuf::from("/sys/fs/cgroup")],
             _ => ["systemd", "memory"]
                 .iter()
                 .map(|c| Path::new("/sys/fs/cgroup").join(c))
                 .collect(),
         };
+        if layout == Layout::Hybrid {
+            bases.push(PathBuf::from("/sys/fs/cgroup/unified"));
+        }
         let dirs = bases.iter().map(|b| b.join(&name)).collect::<Vec<_>>();
         for d in &dirs {
             std::fs::create_dir_all(d).unwrap();

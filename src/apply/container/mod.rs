@@ -114,6 +114,14 @@ impl Namespace {
                 mounts::set_flags(file.as_fd(), true)?;
                 Ok(())
             }
+            ContainerStep::BindWritable { dest } => {
+                let target = self.dir(dest)?;
+                let clone = mounts::clone_of(target.as_fd())?;
+                self.attach(clone.as_fd(), target.as_fd())?;
+                mounts::make_private(clone.as_fd())?;
+                mounts::set_flags(clone.as_fd(), false)?;
+                Ok(())
+            }
             ContainerStep::RemountReadOnly { dest } => {
                 let handle = self.root.resolve(dest)?;
                 mounts::set_flags(handle.as_fd(), true)?;
