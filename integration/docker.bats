@@ -27,7 +27,14 @@ setup_file() {
   DKRUN=$(mktemp -d /run/osh-docker.XXXXXX)
   export DKRUN
   export CTR_NS=osh-docker-$$
-  export DK_CGROUP_PARENT=osh-docker-$$
+  # Docker's cgroup driver: systemd where systemd is PID 1 on cgroup v2
+  # (Docker 20.10's default there), which wants a slice as the parent;
+  # cgroupfs elsewhere.
+  if [ -d /run/systemd/system ] && [ "$OSH_LAYOUT" = unified ]; then
+    export DK_CGROUP_PARENT=oshdocker$$.slice DK_SLICE=oshdocker$$.slice
+  else
+    export DK_CGROUP_PARENT=/osh-docker-$$ DK_SLICE=
+  fi
   if [ -e /run/containerd ]; then touch "$BATS_FILE_TMPDIR/run-containerd-existed"; fi
   mkdir -p "$DK"
   # The shipped daemon.json, with the path of the hook under test. The link
@@ -41,7 +48,7 @@ setup_file() {
   wait_for "$CTR" -a "$DKRUN/containerd.sock" version
   "$DOCKERD" --config-file "$DK/daemon.json" --data-root "$DK/data" --exec-root "$DKRUN/docker" \
     --host "unix://$DKRUN/docker.sock" --pidfile "$DKRUN/docker.pid" --containerd "$DKRUN/containerd.sock" \
-    --iptables=false --ip-masq=false --bridge=none --cgroup-parent "/$DK_CGROUP_PARENT" \
+    --iptables=false --ip-masq=false --bridge=none --cgroup-parent "$DK_CGROUP_PARENT" \
     >"$DK/dockerd.log" 2>&1 &
   echo $! > "$DK/dockerd.pid"
   wait_for "$DOCKER" -H "unix://$DKRUN/docker.sock" version
@@ -73,7 +80,8 @@ teardown_file() {
   if [ ! -e "$BATS_FILE_TMPDIR/run-containerd-existed" ]; then
     rmdir /run/containerd/runc /run/containerd/fifo /run/containerd/s /run/containerd 2>/dev/null || true
   fi
-  rmdir /sys/fs/cgroup/*/"$DK_CGROUP_PARENT" /sys/fs/cgroup/"$DK_CGROUP_PARENT" \
+  if [ -n "$DK_SLICE" ]; then systemctl stop "$DK_SLICE" 2>/dev/null || true; fi
+  rmdir /sys/fs/cgroup/*/"${DK_CGROUP_PARENT#/}" /sys/fs/cgroup/"${DK_CGROUP_PARENT#/}" \
     /sys/fs/cgroup/*/"$CTR_NS" /sys/fs/cgroup/"$CTR_NS" 2>/dev/null || true
   return 0
 }
@@ -175,7 +183,7 @@ dk_assert_no_new_mounts() {
 dk_stop_and_remove() {
   local t0 t1 code
   t0=$(osh_now)
-  dk stop -t 10 "$CID" >/dev/null
+  dk stop -t 30 "$CID" >/dev/null
   t1=$(osh_now)
   code=$(dk inspect -f '{{.State.ExitCode}}' "$CID")
   [ "$code" = 0 ] || { echo "exit code $code after docker stop" >&2; return 1; }
@@ -185,7 +193,8 @@ dk_stop_and_remove() {
   dk_assert_no_new_mounts
   ! grep -q "$CID" /proc/self/mountinfo
   local left
-  left=$(find /sys/fs/cgroup -maxdepth 4 -name "$CID" 2>/dev/null)
+  # cgroupfs driver: .../<id>; systemd driver: docker-<id>.scope.
+  left=$(find /sys/fs/cgroup -maxdepth 5 -name "*$CID*" 2>/dev/null)
   [ -z "$left" ] || { echo "cgroups left: $left" >&2; return 1; }
   echo "# docker $BATS_TEST_DESCRIPTION: stop $(osh_elapsed "$t0" "$t1") s" >&3
 }

@@ -122,6 +122,7 @@ main() {
       userns) rt=crun file=userns.bats filter= ;;
       rootless) rt=crun file=rootless.bats filter= ;;
       compare) rt=crun file= ;;
+      docker) rt=runc file=docker.bats ;;
       *) echo "OSH-VM: unknown run $name"; return 1 ;;
     esac
     echo "OSH-VM: run $name start uptime=$(now)"
@@ -160,7 +161,7 @@ main() {
     echo "OSH-VM: collecting evidence for the failures"
     for name in $runs; do
       [ "$(cat "$out/$name.rc")" = 0 ] && continue
-      case "$name" in userns | rootless | compare) continue ;; esac
+      case "$name" in userns | rootless | compare | docker) continue ;; esac
       case "$name" in podman-crun) rt=crun ;; *) rt=runc ;; esac
       [ -d "$out/diag-$rt-host" ] || { diag_podman "$rt" host; diag_podman "$rt" private; }
     done
