@@ -134,7 +134,9 @@ fn prestart_inner(
     let host_ids = host::host_ids()?;
     // 2. Host side.
     let (mut objects, unfinished) = host::run(&plan.host, &container, undo)?;
-    // 3. Join the container's mount namespace and work under the rootfs.
+    // 3. Join the container's mount namespace and work under the rootfs;
+    // the system log first, while /dev/log is still the host's.
+    crate::log::connect();
     rustix::thread::move_into_link_name_space(
         container.mnt_ns.as_fd(),
         Some(rustix::thread::LinkNameSpaceType::Mount),

@@ -8,7 +8,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::Context;
-use pathrs::flags::OpenFlags;
 use pathrs::{Handle, Root};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
@@ -301,7 +300,14 @@ impl Namespace {
             // a symlink in the image points at.
             self.check_writable(target.as_fd(), dest)
                 .context("tmpcopyup")?;
-            let src = target.reopen(OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY)?;
+            // The directory itself, opened for reading through its own
+            // handle: "." never crosses a mount or follows a link.
+            let src = rustix::fs::openat(
+                &target,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
             let dst = rustix::fs::openat(
                 &mnt,
                 ".",
