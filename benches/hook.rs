@@ -339,7 +339,7 @@ fn main() {
         "MiB",
     ));
     rows.push(one(
-        "system calls, prestart (strace -f -c)",
+        "system calls, prestart (strace -f)",
         1,
         sys_pre.total.to_string(),
         "<= 150",
