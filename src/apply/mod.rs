@@ -320,18 +320,22 @@ fn mnt_id(fd: BorrowedFd<'_>) -> anyhow::Result<u64> {
     Ok(statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?.stx_mnt_id)
 }
 
-fn identity(fd: BorrowedFd<'_>) -> anyhow::Result<guard::Identity> {
+/// The file type and the [`guard::Identity`] of `fd`, from one `statx`.
+fn type_and_identity(fd: BorrowedFd<'_>) -> anyhow::Result<(FileType, guard::Identity)> {
     let st = statx(
         fd,
         "",
         AtFlags::EMPTY_PATH,
-        StatxFlags::INO | StatxFlags::MNT_ID,
+        StatxFlags::TYPE | StatxFlags::INO | StatxFlags::MNT_ID,
     )?;
     Ok((
-        st.stx_mnt_id,
-        st.stx_ino,
-        st.stx_dev_major,
-        st.stx_dev_minor,
+        FileType::from_raw_mode(u32::from(st.stx_mode)),
+        (
+            st.stx_mnt_id,
+            st.stx_ino,
+            st.stx_dev_major,
+            st.stx_dev_minor,
+        ),
     ))
 }
 
