@@ -10,10 +10,11 @@
 //! that no file the hook opens can become its stdout or stderr), and SIGPIPE
 //! is ignored (a write to a closed stderr is an error, not death). A stack
 //! overflow is then a plain SIGSEGV, without std's message. Arguments come
-//! from std as usual (glibc hands them to std's `.init_array` hook).
-#![no_main]
-
-use std::io::Write;
+//! from std as usual (glibc hands them to std's `.init_array` hook). The
+//! unit-test build of this file keeps std's start-up (the test harness has
+//! its own `main`).
+#![cfg_attr(not(test), no_main)]
+#![cfg_attr(test, allow(dead_code))]
 
 use oci_systemd_hook::explain;
 use oci_systemd_hook::run::{Invocation, run};
@@ -34,13 +35,14 @@ Exit codes: 0 done or nothing to do, 1 error, 2 usage error (explain).";
 /// The process entry point (see the module docs): std's stdio and SIGPIPE
 /// set-up, then [`hook_main`]; stdout is flushed before the exit code is
 /// returned (std's start-up would flush it at exit).
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     sanitize_stdio();
     // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let code = hook_main();
-    let _ = std::io::stdout().flush();
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     libc::c_int::from(code)
 }
 
