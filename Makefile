@@ -98,7 +98,7 @@ test-unit:
 	$(CARGO) test --locked --lib --bins --test cli
 
 test-privileged:
-	$(CARGO) test --locked --test privileged --test hostile --test config_differential --test chroot -- --test-threads=1
+	$(CARGO) test --locked --test privileged --test hostile --test config_differential --test chroot --test cost -- --test-threads=1
 
 # The conformance suite: podman with crun, podman with runc, bare runc, Docker
 # and containerd through the runtime wrapper (integration/docker.bats); then

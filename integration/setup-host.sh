@@ -27,6 +27,7 @@ needs=(
   go-md2man:go-md2man:golang-github-cpuguy83-md2man
   rpmbuild:rpm:rpm-build
   cpio:cpio:cpio
+  strace:strace:strace
 )
 missing_deb=(); missing_rpm=()
 for n in "${needs[@]}"; do

@@ -19,6 +19,7 @@ pub mod machine_id;
 pub mod mountinfo;
 pub mod mounts;
 pub mod plan;
+pub mod reopen;
 pub mod run;
 pub mod stage;
 pub mod state;

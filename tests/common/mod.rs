@@ -484,3 +484,94 @@ impl Drop for FakeHost {
         let _ = self.holder.wait();
     }
 }
+
+/// System calls of one process tree, counted from `strace -f`'s trace.
+#[derive(Debug, Clone)]
+pub struct Syscalls {
+    /// Every call, failed ones included.
+    pub total: u64,
+    /// Calls per system call name, most frequent first.
+    pub by_name: Vec<(String, u64)>,
+}
+
+impl std::fmt::Display for Syscalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (", self.total)?;
+        for (i, (n, c)) in self.by_name.iter().enumerate() {
+            write!(f, "{}{c} {n}", if i == 0 { "" } else { ", " })?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// Runs `exe` under `strace -f` with `state` on stdin, `env` added, cwd
+/// `cwd` and no LD_LIBRARY_PATH (cargo sets one for tests: the dynamic
+/// loader would search each of its directories, which no runtime makes it
+/// do), and returns its output and the system calls it made from its execve
+/// on (strace's own set-up is not counted).
+///
+/// Not counted: `fcntl(fd, F_GETFD)` right before `close(fd)`, the check
+/// that Rust's std makes before closing an fd in debug builds only (the
+/// tests run the debug build; a release build has no such call).
+pub fn count_syscalls(
+    exe: &str,
+    state: &Value,
+    env: &[(&str, &str)],
+    cwd: &Path,
+) -> (Output, Syscalls) {
+    let trace = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(trace.path())
+        .arg("--")
+        .arg(exe)
+        .current_dir(cwd)
+        .env_remove("stage")
+        .env_remove("LD_LIBRARY_PATH")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strace(1) (integration/setup-host.sh installs it)");
+    // The program may exit before reading its stdin.
+    let _ = child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(state.to_string().as_bytes());
+    let out = child.wait_with_output().unwrap();
+    let text = std::fs::read_to_string(trace.path()).unwrap();
+    // "PID name(args) = result"; "+++ exited ..." and "--- SIG... ---" are
+    // not calls.
+    let calls: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split_once(' ')?.1.trim_start();
+            let (name, args) = rest.split_once('(')?;
+            (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+                .then_some((name, args))
+        })
+        .collect();
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for (i, (name, args)) in calls.iter().enumerate() {
+        if *name == "fcntl"
+            && let Some((fd, rest)) = args.split_once(", ")
+            && rest.starts_with("F_GETFD)")
+            && calls
+                .get(i + 1)
+                .is_some_and(|(n, a)| *n == "close" && a.starts_with(&format!("{fd})")))
+        {
+            continue;
+        }
+        *counts.entry(name.to_string()).or_default() += 1;
+    }
+    assert!(
+        counts.contains_key("execve"),
+        "no execve in the trace:\n{text}"
+    );
+    let mut by_name: Vec<(String, u64)> = counts.into_iter().collect();
+    by_name.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let total = by_name.iter().map(|(_, c)| c).sum();
+    (out, Syscalls { total, by_name })
+}
