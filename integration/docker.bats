@@ -52,7 +52,8 @@ setup_file() {
     >"$DK/dockerd.log" 2>&1 &
   echo $! > "$DK/dockerd.pid"
   wait_for "$DOCKER" -H "unix://$DKRUN/docker.sock" version
-  tar -C "$OSH_ROOTFS" -c . | dk import -c 'CMD ["/sbin/init"]' - "$IMAGE" >/dev/null
+  # Not under the 180 s hang guard: an import takes minutes in a TCG VM.
+  tar -C "$OSH_ROOTFS" -c . | timeout -k 10 900 "$DOCKER" -H "unix://$DKRUN/docker.sock" import -c 'CMD ["/sbin/init"]' - "$IMAGE" >/dev/null
   # The stop signal from the image (STOPSIGNAL), as a systemd image's
   # Dockerfile sets it; `docker import` cannot set it.
   printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\n' "$IMAGE" | dk build -q -t "$IMAGE-stopsignal" - >/dev/null
