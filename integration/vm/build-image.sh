@@ -35,7 +35,7 @@ packages=(
   linux-image-cloud-amd64 initramfs-tools udev kmod
   systemd systemd-sysv dbus
   podman crun runc conmon netavark catatonit iptables
-  docker.io containerd apparmor systemd-container
+  docker.io containerd systemd-container
   uidmap dbus-user-session libpam-systemd
   bats util-linux procps coreutils mawk diffutils findutils grep sed tar gzip
 )
