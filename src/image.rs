@@ -41,32 +41,18 @@ pub fn version_from_name(name: &[u8]) -> Option<u32> {
     std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
-/// How often a lookup inside the rootfs that the kernel answered with
-/// `EAGAIN` (a rename or mount elsewhere on the system while it crossed a
-/// `..`; openat2(2)) is tried, as pathrs tries it.
-const OPEN_TRIES: usize = 128;
-
-/// Opens directory `path` inside `root` for reading: the one `openat2`
-/// (`RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`, `EAGAIN` retried) that
-/// `pathrs::Root::open_subpath` makes, without pathrs' error for a missing
-/// directory, which reads `/proc` to name the root (9 system calls for each
-/// library directory an image does not have). `None` when it cannot be
-/// opened.
+/// Opens directory `path` inside `root` for reading
+/// ([`crate::mounts::open_in_root`]: the `openat2` pathrs makes, without
+/// pathrs' error for a missing directory, which reads `/proc`: 9 system
+/// calls for each library directory an image does not have). `None` when
+/// it cannot be opened.
 fn open_dir(root: BorrowedFd<'_>, path: &str) -> Option<OwnedFd> {
-    for _ in 0..OPEN_TRIES {
-        match rustix::fs::openat2(
-            root,
-            path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOCTTY,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Ok(fd) => return Some(fd),
-            Err(rustix::io::Errno::AGAIN) => continue,
-            Err(_) => return None,
-        }
-    }
-    None
+    crate::mounts::open_in_root(
+        root,
+        Path::new(path),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOCTTY,
+    )
+    .ok()
 }
 
 /// Calls `each` with the name and type of every entry of the directory

@@ -13,9 +13,7 @@ use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
 use super::guard::{self, HostIds, Refusal};
 use super::host::HostObjects;
-use super::{
-    is_enoent, mnt_id, refuse_namespace_root, regular_file, type_and_identity, unresolvable,
-};
+use super::{mnt_id, refuse_namespace_root, regular_file, type_and_identity, unresolvable};
 mod files;
 
 use crate::mountinfo::Table;
@@ -165,6 +163,20 @@ impl Namespace {
         Ok(())
     }
 
+    /// `path` inside the rootfs as an `O_PATH` handle, `None` when it does
+    /// not exist: the lookup `Root::resolve` makes
+    /// ([`mounts::open_in_root`]), without building pathrs' error for a
+    /// missing path (it reads `/proc`: 9 system calls, and `mkdir` looks up
+    /// each missing parent). Any other failure is pathrs' own lookup and
+    /// error, as before.
+    fn lookup(&self, path: &Path) -> Result<Option<Handle>, pathrs::error::Error> {
+        match mounts::open_in_root(self.root.as_fd(), path, OFlags::PATH) {
+            Ok(fd) => Ok(Some(Handle::from_fd(fd))),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(_) => self.root.resolve(path).map(Some),
+        }
+    }
+
     /// Fails unless `fd` is on a mount the hook may write to; `mnt`: its
     /// mount id when already read (an fd's mount never changes), else read.
     fn check_writable(
@@ -219,12 +231,12 @@ impl Namespace {
             let prefix: PathBuf = std::iter::once(std::ffi::OsStr::new("/"))
                 .chain(comps[..i].iter().copied())
                 .collect();
-            match self.root.resolve(&prefix) {
-                Ok(h) => {
+            match self.lookup(&prefix) {
+                Ok(Some(h)) => {
                     found = Some((i, h));
                     break;
                 }
-                Err(e) if is_enoent(&e) => continue,
+                Ok(None) => continue,
                 Err(e) => return Err(unresolvable(e, &prefix)),
             }
         }
@@ -298,9 +310,9 @@ impl Namespace {
         if dir {
             return self.dir(dest).map(|(h, m)| (h, Some(m)));
         }
-        match self.root.resolve(dest) {
-            Ok(h) => Ok((h, None)),
-            Err(e) if is_enoent(&e) => {
+        match self.lookup(dest) {
+            Ok(Some(h)) => Ok((h, None)),
+            Ok(None) => {
                 self.create_file(dest, 0o644, None)?;
                 Ok((self.root.resolve(dest)?, None))
             }
