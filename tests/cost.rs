@@ -49,9 +49,9 @@ fn podman_config() -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-#[test]
-fn prestart_stays_within_its_syscall_budget() {
-    let sb = Sandbox::new(podman_config());
+/// Runs the hook's prestart on `sb`'s container under `strace -f` (log level
+/// warn), asserts it succeeded, and returns its system call counts.
+fn prestart_counted(sb: &Sandbox) -> Syscalls {
     let state = json!({"ociVersion": "1.0.2", "id": sb.id, "status": "creating", "pid": sb.pid(), "bundle": sb.bundle});
     let (out, calls) = count_syscalls(
         &hook(),
@@ -60,6 +60,13 @@ fn prestart_stays_within_its_syscall_budget() {
         &sb.bundle,
     );
     assert_ok(&out);
+    calls
+}
+
+#[test]
+fn prestart_stays_within_its_syscall_budget() {
+    let sb = Sandbox::new(podman_config());
+    let calls = prestart_counted(&sb);
     // The prestart really happened: /run is the hook's tmpfs.
     let run = sb
         .mount_at("/run")
@@ -77,14 +84,7 @@ fn noop_stays_within_its_syscall_budget() {
     let mut cfg = podman_config();
     cfg["process"]["args"] = json!(["sleep", "100"]);
     let sb = Sandbox::new(cfg);
-    let state = json!({"ociVersion": "1.0.2", "id": sb.id, "status": "creating", "pid": sb.pid(), "bundle": sb.bundle});
-    let (out, calls) = count_syscalls(
-        &hook(),
-        &state,
-        &[("OCI_SYSTEMD_HOOK_LOG", "warn")],
-        &sb.bundle,
-    );
-    assert_ok(&out);
+    let calls = prestart_counted(&sb);
     assert!(sb.mount_at("/run").is_none(), "the no-op mounted /run");
     eprintln!("no-op: {calls}");
     assert!(
