@@ -118,31 +118,86 @@ osh_assert_booted() {
   fi
 }
 
+# The facts osh_check_inside checks, gathered inside the container by one
+# exec (each exec costs seconds under software-emulated VMs). Argument: the
+# expected tree (v1, cgroup2, hook-cgroup2). Prints "KEY VALUE" lines:
+# mount:PATH (FSTYPE OPTIONS of the topmost mount), mode:PATH, cgfs, cg (PID
+# 1's cgroup in that tree), at-mount, own-mount, parent-writable,
+# release-agent-writable, procs-writable (yes/no), machine-id, virt.
+OSH_FACTS_SCRIPT=$(cat <<'SCRIPT'
+tree=$1
+mnt() { findmnt -n -o FSTYPE,OPTIONS --mountpoint "$1" | tail -n 1; }
+yn() { if "$@" 2>/dev/null; then echo yes; else echo no; fi; }
+for m in /run /run/lock /tmp; do
+  echo "mount:$m $(mnt "$m")"
+  echo "mode:$m $(stat -c %a "$m")"
+done
+echo "cgfs $(stat -fc %T /sys/fs/cgroup)"
+if [ "$tree" = v1 ]; then
+  at=/sys/fs/cgroup/systemd
+  cg=$(awk -F: '$2 == "name=systemd" {print $3}' /proc/1/cgroup)
+else
+  at=/sys/fs/cgroup
+  cg=$(awk -F: '$1 == "0" {print $3}' /proc/1/cgroup)
+fi
+own=${cg%/init.scope}
+echo "cg $cg"
+echo "at-mount $(mnt "$at")"
+if [ -n "$own" ]; then
+  echo "own-mount $(mnt "$at$own")"
+  # A subshell writes itself into the parent: it must be refused.
+  echo "parent-writable $(yn sh -c "echo 0 > '$at${own%/*}/cgroup.procs'")"
+fi
+if [ "$tree" = v1 ]; then
+  echo "release-agent-writable $(yn sh -c "echo 1 > '$at/release_agent'")"
+fi
+echo "procs-writable $(yn test -w "$at$cg/cgroup.procs")"
+echo "machine-id $(cat /etc/machine-id)"
+echo "virt $(systemd-detect-virt --container)"
+SCRIPT
+)
+
+# osh_inside_facts TREE: fills the global associative array OSH_FACTS from
+# one exec of OSH_FACTS_SCRIPT in the container (osh_exec); fails when the
+# exec does.
+declare -gA OSH_FACTS
+osh_inside_facts() {
+  local out key val
+  out=$(osh_exec sh -c "$OSH_FACTS_SCRIPT" sh "$1") || { echo "facts: exec failed: $out" >&2; return 1; }
+  OSH_FACTS=()
+  while read -r key val; do
+    [ -n "$key" ] && OSH_FACTS[$key]=$val
+  done <<<"$out"
+  [ -n "${OSH_FACTS[cg]+x}" ] || { echo "facts: incomplete: $out" >&2; return 1; }
+}
+
 # osh_check_inside CGROUPNS (host|private): the mount table systemd needs,
 # from inside the running container: tmpfs with modes and flags, the cgroup
 # tree (own cgroup writable, the rest not), machine-id, container detection.
+# Leaves the facts in OSH_FACTS (osh_check_selinux reads the tmpfs mounts
+# from there).
 osh_check_inside() {
-  local cgroupns=$1 m fstype opts cg own
+  local cgroupns=$1 m fstype opts cg own tree at
+  tree=$(osh_expected_tree "$OSH_ROOTFS")
+  osh_inside_facts "$tree"
   for m in /run /run/lock /tmp; do
-    read -r fstype opts <<<"$(osh_mount "$m")"
+    read -r fstype opts <<<"${OSH_FACTS[mount:$m]}"
     [ "$fstype" = tmpfs ] || { echo "$m is '$fstype'" >&2; return 1; }
     [[ ",$opts," == *,nosuid,* && ",$opts," == *,nodev,* ]] || { echo "$m: $opts" >&2; return 1; }
   done
-  [ "$(osh_exec stat -c %a /run)" = 755 ]
-  [ "$(osh_exec stat -c %a /run/lock)" = "$(osh_expected_lock_mode "$OSH_ROOTFS")" ]
-  [ "$(osh_exec stat -c %a /tmp)" = 1777 ]
-  [[ "$(osh_mount /run)" == *size=65536k* ]]
+  [ "${OSH_FACTS[mode:/run]}" = 755 ] || { echo "/run mode ${OSH_FACTS[mode:/run]}" >&2; return 1; }
+  [ "${OSH_FACTS[mode:/run/lock]}" = "$(osh_expected_lock_mode "$OSH_ROOTFS")" ] \
+    || { echo "/run/lock mode ${OSH_FACTS[mode:/run/lock]}" >&2; return 1; }
+  [ "${OSH_FACTS[mode:/tmp]}" = 1777 ] || { echo "/tmp mode ${OSH_FACTS[mode:/tmp]}" >&2; return 1; }
+  [[ "${OSH_FACTS[mount:/run]}" == *size=65536k* ]] || { echo "/run: ${OSH_FACTS[mount:/run]}" >&2; return 1; }
 
-  local tree
-  tree=$(osh_expected_tree "$OSH_ROOTFS")
   if [ "$tree" = v1 ]; then
-    cg=$(osh_exec awk -F: '$2 == "name=systemd" {print $3}' /proc/1/cgroup)
-    local at=/sys/fs/cgroup/systemd
+    at=/sys/fs/cgroup/systemd
   else
-    cg=$(osh_exec awk -F: '$1 == "0" {print $3}' /proc/1/cgroup)
-    local at=/sys/fs/cgroup
-    [ "$(osh_exec stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] || { echo "/sys/fs/cgroup is not cgroup2" >&2; return 1; }
+    at=/sys/fs/cgroup
+    [ "${OSH_FACTS[cgfs]}" = cgroup2fs ] || { echo "/sys/fs/cgroup is ${OSH_FACTS[cgfs]}, not cgroup2" >&2; return 1; }
   fi
+  cg=${OSH_FACTS[cg]}
   [[ "$cg" == */init.scope ]] || { echo "PID 1 cgroup: $cg" >&2; return 1; }
   own=${cg%/init.scope}
   # The hook's own cgroup2 was made after the cgroup namespace: the
@@ -153,22 +208,21 @@ osh_check_inside() {
   fi
   if [ "$cgroupns" = private ]; then
     [ -z "$own" ] || { echo "private cgroupns but PID 1 is in $cg" >&2; return 1; }
-    [[ "$(osh_mount "$at")" == cgroup*\ rw,* ]]
+    [[ "${OSH_FACTS[at-mount]}" == cgroup*\ rw,* ]] || { echo "$at: ${OSH_FACTS[at-mount]}" >&2; return 1; }
   else
-    [ -n "$own" ]
-    [[ "$(osh_mount "$at")" == cgroup*\ ro,* ]] || { echo "$at: $(osh_mount "$at")" >&2; return 1; }
-    [[ "$(osh_mount "$at$own")" == cgroup*\ rw,* ]] || { echo "$at$own: $(osh_mount "$at$own")" >&2; return 1; }
+    [ -n "$own" ] || { echo "host cgroupns but PID 1 is at the root: $cg" >&2; return 1; }
+    [[ "${OSH_FACTS[at-mount]}" == cgroup*\ ro,* ]] || { echo "$at: ${OSH_FACTS[at-mount]}" >&2; return 1; }
+    [[ "${OSH_FACTS[own-mount]}" == cgroup*\ rw,* ]] || { echo "$at$own: ${OSH_FACTS[own-mount]}" >&2; return 1; }
     # The parent of the own cgroup is not writable.
-    ! osh_exec sh -c "echo 0 > $at${own%/*}/cgroup.procs" 2>/dev/null
+    [ "${OSH_FACTS[parent-writable]}" = no ] || { echo "$at${own%/*}/cgroup.procs is writable" >&2; return 1; }
     if [ "$tree" = v1 ]; then
-      ! osh_exec sh -c "echo 1 > $at/release_agent" 2>/dev/null
+      [ "${OSH_FACTS[release-agent-writable]}" = no ] || { echo "$at/release_agent is writable" >&2; return 1; }
     fi
   fi
-  osh_exec test -w "$at$cg/cgroup.procs"
+  [ "${OSH_FACTS[procs-writable]}" = yes ] || { echo "$at$cg/cgroup.procs is not writable" >&2; return 1; }
 
-  [ "$(osh_exec cat /etc/machine-id)" = "$MID" ]
-  local virt
-  virt=$(osh_exec systemd-detect-virt --container) || true
+  [ "${OSH_FACTS[machine-id]}" = "$MID" ] || { echo "machine-id '${OSH_FACTS[machine-id]}', want $MID" >&2; return 1; }
+  local virt=${OSH_FACTS[virt]}
   [ -n "$virt" ] && [ "$virt" != none ] || { echo "systemd-detect-virt: '$virt'" >&2; return 1; }
 }
 
@@ -180,7 +234,7 @@ osh_check_selinux() {
   local label m opts
   label=$(podman inspect -f '{{.MountLabel}}' "$CID")
   for m in /run /run/lock /tmp; do
-    opts=$(osh_mount "$m")
+    opts=${OSH_FACTS[mount:$m]:-$(osh_mount "$m")}
     if [ -e /sys/fs/selinux/enforce ] && [ -n "$label" ]; then
       [[ "$opts" == *"context=\"$label\""* || ",$opts," == *",context=$label,"* ]] \
         || { echo "$m: no context=$label in $opts" >&2; return 1; }

@@ -26,7 +26,7 @@ boot_case() {
   t1=$(osh_now)
   osh_check_inside "$1"
   osh_check_selinux
-  [[ "$(osh_mount /tmp)" == *size=262144k* ]]   # half of --memory 512m
+  [[ "${OSH_FACTS[mount:/tmp]}" == *size=262144k* ]]   # half of --memory 512m
 
   # The host sees this boot in the container's journal.
   journalctl -D "/var/log/journal/$MID" --no-pager | grep -q 'Reached target.*Multi-User\|Startup finished'
