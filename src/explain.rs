@@ -158,7 +158,7 @@ fn write_explanation(
     {
         writeln!(out, "  skip: {s}")?;
     }
-    let post = plan::poststop(&config, &id, &machine_id, None);
+    let post = plan::poststop(&config, &id, &machine_id, None, facts.machined);
     writeln!(out, "poststop:")?;
     if !post.host.is_empty() {
         writeln!(out, "  on the host:")?;
@@ -275,6 +275,7 @@ mod tests {
                 journal_root: "/var/log/journal".into(),
                 selinux: false,
                 host_machine_id: None,
+                machined: crate::machine::Machined::NotSystemdHost,
             };
             let args = ExplainArgs {
                 bundle: bundle.clone(),

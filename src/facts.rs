@@ -2,7 +2,7 @@
 //! container's cgroups (`/proc/<pid>/cgroup`), the hierarchies' mount points
 //! (from the mount table as [`crate::mountinfo`] reads it, the one way the
 //! hook reads mount points), the memory limit, SELinux, the host's
-//! machine-id.
+//! machine-id, whether systemd-machined may be there.
 
 use std::path::PathBuf;
 
@@ -33,6 +33,9 @@ pub struct HostFacts {
     pub selinux: bool,
     /// The host's own machine-id (`/etc/machine-id`), when readable.
     pub host_machine_id: Option<String>,
+    /// Whether the hook may register the container with systemd-machined
+    /// ([`crate::machine::probe`]).
+    pub machined: crate::machine::Machined,
 }
 
 /// Reads the host facts for the container whose init is `pid`; without a
@@ -69,6 +72,7 @@ pub fn host_facts(pid: Option<i32>) -> anyhow::Result<HostFacts> {
         journal_root: PathBuf::from(HOST_JOURNAL_ROOT),
         selinux: selinux_enabled(),
         host_machine_id: host_machine_id(),
+        machined: crate::machine::probe(),
     })
 }
 

@@ -13,6 +13,7 @@ pub mod decide;
 pub mod explain;
 pub mod facts;
 pub mod log;
+pub mod machine;
 pub mod machine_id;
 pub mod mountinfo;
 pub mod mounts;

@@ -10,6 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use oci_systemd_hook::cgroup::{Layout, container_cgroups};
 use oci_systemd_hook::decide::{Decision, decide};
 use oci_systemd_hook::facts::HostFacts;
+use oci_systemd_hook::machine::{Machined, name_is_valid};
 use oci_systemd_hook::plan::{self, ContainerStep, HostSource, HostStep, PoststopHostStep, RootfsStep};
 use procfs::FromBufRead;
 
@@ -34,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
         journal_root: PathBuf::from("/var/log/journal"),
         selinux: sel.get(2).is_some_and(|b| b & 1 == 1),
         host_machine_id: None,
+        machined: if sel.get(2).is_some_and(|b| b & 2 == 2) { Machined::Possible } else { Machined::NotSystemdHost },
     };
     let Ok(p) = plan::prestart(&config, &facts, &id, &machine_id) else { return };
     let beneath_ok = |source: &HostSource| {
@@ -51,6 +53,10 @@ fuzz_target!(|data: &[u8]| {
                 beneath_ok(source);
             }
             HostStep::Open { source, .. } => beneath_ok(source),
+            HostStep::RegisterMachine(m) => {
+                assert!(name_is_valid(&m.name) && m.root_directory.is_absolute());
+                assert!(matches!(p.host.last(), Some(HostStep::RegisterMachine(_))), "registration is the last host step");
+            }
         }
     }
     for a in &p.container {
@@ -68,11 +74,12 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let post = plan::poststop(&config, &id, &machine_id, None);
+    let post = plan::poststop(&config, &id, &machine_id, None, facts.machined);
     for h in &post.host {
         let _ = h.to_string();
         match h {
             PoststopHostStep::RemoveUnfinishedHostDir { path, .. } => assert!(path.starts_with("/var/log/journal")),
+            PoststopHostStep::TerminateMachine(m) => assert!(name_is_valid(&m.name)),
         }
     }
     for r in &post.rootfs {

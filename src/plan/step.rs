@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::config::Owner;
+use crate::machine::Machine;
 
 /// Options of a tmpfs the hook mounts.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -139,6 +140,14 @@ pub enum HostStep {
         object: ObjectId,
         source: HostSource,
     },
+    /// Register the container with systemd-machined on the system bus
+    /// (`RegisterMachineEx` with the init's pidfd where machined has it,
+    /// else `RegisterMachine` with its pid), so that `machinectl` and
+    /// `journalctl -M` know it. The socket is connected on the host side;
+    /// the call is made last, after the container steps. Never fails
+    /// prestart: no bus or no machined is one info line, a refused call one
+    /// warning.
+    RegisterMachine(Machine),
 }
 
 impl HostStep {
@@ -149,6 +158,7 @@ impl HostStep {
             HostStep::HostDir { .. } => "host-dir",
             HostStep::DelegateCgroup { .. } => "delegate-cgroup",
             HostStep::Open { .. } => "open",
+            HostStep::RegisterMachine(_) => "register-machine",
         }
     }
 }
@@ -185,6 +195,9 @@ impl fmt::Display for HostStep {
             ),
             HostStep::Open { object, source } => {
                 write!(f, "take a detached copy of {source} (host object {object})")
+            }
+            HostStep::RegisterMachine(m) => {
+                write!(f, "register {m} with systemd-machined")
             }
         }
     }
@@ -352,6 +365,11 @@ pub enum PoststopHostStep {
     /// left alone: another container's directory, or the journal of a
     /// container that started.
     RemoveUnfinishedHostDir { path: PathBuf, marker: String },
+    /// `TerminateMachine` the machine prestart registered, when machined
+    /// still has a machine of that name with this id and root directory
+    /// (machined usually dropped it already, when the container's unit
+    /// ended); "no such machine" is fine. Failures are one warning.
+    TerminateMachine(Machine),
 }
 
 impl PoststopHostStep {
@@ -359,6 +377,7 @@ impl PoststopHostStep {
     pub fn kind(&self) -> &'static str {
         match self {
             PoststopHostStep::RemoveUnfinishedHostDir { .. } => "host-cleanup",
+            PoststopHostStep::TerminateMachine(_) => "terminate-machine",
         }
     }
 }
@@ -371,6 +390,9 @@ impl fmt::Display for PoststopHostStep {
                 "rmdir on host {} if an unfinished prestart of this container left it empty",
                 path.display()
             ),
+            PoststopHostStep::TerminateMachine(m) => {
+                write!(f, "terminate {m} in systemd-machined if it is still there")
+            }
         }
     }
 }
