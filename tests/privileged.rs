@@ -1187,3 +1187,169 @@ fn an_id_longer_than_256_bytes_reuses_its_journal_dir() {
         "the journal dir the first start made is bound again"
     );
 }
+
+/// The stderr lines of a hook run that mention systemd-machined.
+fn machined_lines(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.contains("machined"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn assert_prepared(sb: &Sandbox) {
+    let run = sb.mount_at("/run").expect("tmpfs on /run");
+    assert_eq!(run.fs_type, "tmpfs");
+    assert_eq!(
+        sb.read("/etc/machine-id").unwrap(),
+        format!("{}\n", sb.machine_id()).as_bytes()
+    );
+    assert!(
+        sb.mount_at(&format!("/var/log/journal/{}", sb.machine_id()))
+            .is_some()
+    );
+}
+
+#[test]
+#[serial_test::serial]
+fn without_systemd_machined_is_one_info_line_and_nothing_else() {
+    // This host: PID 1 is not systemd, so there is no /run/systemd/system.
+    require_root();
+    assert!(
+        !Path::new("/run/systemd/system").exists(),
+        "this test is for a host not booted with systemd"
+    );
+    let sb = Sandbox::new(json!({}));
+    let state = json!({"ociVersion": "1.0.2", "id": sb.id, "status": "creating", "pid": sb.pid(), "bundle": sb.bundle});
+    let o = sb.hook(&state, &[], false);
+    assert_ok(&o);
+    let lines: Vec<String> = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("oci-systemd-hook: info: "),
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].ends_with(
+            "; systemd-machined registration: not a systemd host (no /run/systemd/system)"
+        ),
+        "{lines:?}"
+    );
+    assert_prepared(&sb);
+    // Poststop says nothing about it.
+    let o = sb.poststop();
+    assert_ok(&o);
+    assert_eq!(machined_lines(&o.stderr), Vec::<String>::new());
+    // Turned off in the hook's environment: the same line without the reason
+    // of the host, the same work.
+    let sb = Sandbox::new(json!({}));
+    let state = json!({"ociVersion": "1.0.2", "id": sb.id, "status": "creating", "pid": sb.pid(), "bundle": sb.bundle});
+    let o = sb.hook(&state, &[("OCI_SYSTEMD_HOOK_MACHINE", "0")], false);
+    assert_ok(&o);
+    let lines = machined_lines(&o.stderr);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].ends_with("OCI_SYSTEMD_HOOK_MACHINE turns it off in the hook's environment"),
+        "{lines:?}"
+    );
+    assert_prepared(&sb);
+}
+
+#[test]
+#[serial_test::serial]
+fn a_system_bus_without_machined_is_one_info_line_and_nothing_else() {
+    // A real dbus-daemon as the system bus, and a /run/systemd/system, in a
+    // private mount namespace where the hook runs: a systemd host whose bus
+    // has no org.freedesktop.machine1 (no systemd-container package). The
+    // hook connects before it joins the container's namespace and calls
+    // after; the bus answers ServiceUnknown. No machined is faked.
+    require_root();
+    let sb = Sandbox::new(json!({}));
+    let dir = sb.dir.path();
+    std::fs::write(
+        dir.join("bus.conf"),
+        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=/run/dbus/system_bus_socket</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow send_destination="*"/>
+    <allow own="*"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+  </policy>
+</busconfig>
+"#,
+    )
+    .unwrap();
+    let pre = json!({"ociVersion": "1.0.2", "id": sb.id, "status": "creating", "pid": sb.pid(), "bundle": sb.bundle});
+    let post =
+        json!({"ociVersion": "1.0.2", "id": sb.id, "status": "stopped", "bundle": sb.bundle});
+    std::fs::write(dir.join("pre.json"), pre.to_string()).unwrap();
+    std::fs::write(dir.join("post.json"), post.to_string()).unwrap();
+    let script = format!(
+        r#"set -e
+mount -t tmpfs tmpfs /run/systemd 2>/dev/null || {{ mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd; }}
+mkdir /run/systemd/system
+mount -t tmpfs tmpfs /run/dbus 2>/dev/null || {{ mkdir -p /run/dbus && mount -t tmpfs tmpfs /run/dbus; }}
+dbus-daemon --config-file={d}/bus.conf --nofork --nopidfile & dp=$!
+trap 'kill $dp' EXIT
+for i in $(seq 200); do [ -S /run/dbus/system_bus_socket ] && break; sleep 0.05; done
+cd {bundle}
+rc=0; {hook} < {d}/pre.json 2> {d}/pre.err || rc=$?; echo $rc > {d}/pre.rc
+rc=0; env -i {hook} < {d}/post.json 2> {d}/post.err || rc=$?; echo $rc > {d}/post.rc"#,
+        d = dir.display(),
+        bundle = sb.bundle.display(),
+        hook = HOOK
+    );
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let pre_err = read("pre.err");
+    assert_eq!(
+        read("pre.rc"),
+        b"0\n",
+        "{}",
+        String::from_utf8_lossy(&pre_err)
+    );
+    let lines: Vec<String> = String::from_utf8_lossy(&pre_err)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("oci-systemd-hook: info: "),
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].ends_with("; systemd-machined registration: machined is not on the system bus"),
+        "{lines:?}"
+    );
+    // Prepared as usual (the script ran poststop too, which emptied the
+    // machine-id again).
+    assert_eq!(sb.mount_at("/run").unwrap().fs_type, "tmpfs");
+    assert!(
+        sb.mount_at(&format!("/var/log/journal/{}", sb.machine_id()))
+            .is_some()
+    );
+    assert_eq!(sb.read("/etc/machine-id").unwrap(), b"");
+    let post_err = read("post.err");
+    assert_eq!(
+        read("post.rc"),
+        b"0\n",
+        "{}",
+        String::from_utf8_lossy(&post_err)
+    );
+    assert_eq!(machined_lines(&post_err), Vec::<String>::new());
+}
