@@ -20,7 +20,9 @@
 #   OSH_VM_LAYOUTS        layouts to run (default "unified hybrid legacy")
 #   OSH_VM_RUNS           suite runs per guest: podman-crun (podman.bats, crun),
 #                         podman-runc (podman.bats, runc), runc (runc.bats),
-#                         compare (compare-mounts.sh); default all four
+#                         compare (compare-mounts.sh); default all four;
+#                         also machine-crun, machine-runc (machine.bats,
+#                         systemd-machined), not in the default
 #   OSH_VM_USERNS         0: no unified-userns VM (default 1)
 #   OSH_VM_FILTER         bats --filter (default "cgroupns": the host and private
 #                         cgroupns boot cases of podman.bats and runc.bats; empty
