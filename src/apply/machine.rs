@@ -19,7 +19,7 @@
 //! name another container holds is never touched.
 
 use std::fmt;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -39,6 +39,24 @@ const MACHINE: &str = "org.freedesktop.machine1.Machine";
 /// activation first. A hung bus must not hold the container's start for
 /// the runtime's whole hook timeout.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long all of a registration or termination may take, the bus's
+/// `Hello` included (which zbus does not bound): a bus that never answers
+/// costs this much once and one warning, not a hung container start.
+const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `f` on a thread of its own and waits at most [`TOTAL_TIMEOUT`];
+/// `None` when it did not finish (the thread is left to the process's exit)
+/// or could not start.
+fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("machined".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .ok()?;
+    rx.recv_timeout(TOTAL_TIMEOUT).ok()
+}
 
 /// What became of the registration: the end of prestart's summary line, or
 /// its one warning ([`Registration::is_failure`]).
@@ -130,8 +148,22 @@ fn no_machined(e: &zbus::Error) -> bool {
     )
 }
 
-/// Registers the machine with leader `pid`, pinned by `pidfd`.
+/// Registers the machine with leader `pid`, pinned by `pidfd`, within
+/// [`TOTAL_TIMEOUT`].
 pub(super) fn register(pending: Pending, pidfd: BorrowedFd<'_>, pid: i32) -> Registration {
+    let pidfd = match pidfd.try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(e) => return Registration::Failed(format!("dup the pidfd: {e}")),
+    };
+    bounded(move || register_now(pending, pidfd.as_fd(), pid)).unwrap_or_else(|| {
+        Registration::Failed(format!(
+            "no answer on the system bus within {} s",
+            TOTAL_TIMEOUT.as_secs()
+        ))
+    })
+}
+
+fn register_now(pending: Pending, pidfd: BorrowedFd<'_>, pid: i32) -> Registration {
     let Pending { stream, machine } = pending;
     let conn = match bus(stream) {
         Ok(c) => c,
@@ -201,11 +233,23 @@ pub enum Termination {
     Foreign,
 }
 
-/// Terminates `machine` in machined when it is still there and still ours.
+/// Terminates `machine` in machined when it is still there and still ours,
+/// within [`TOTAL_TIMEOUT`].
 ///
 /// # Errors
-/// The bus or machined failed (the caller warns; poststop goes on).
-pub(super) fn terminate(machine: &Machine) -> Result<Termination, zbus::Error> {
+/// The bus or machined failed or did not answer (the caller warns; poststop
+/// goes on).
+pub(super) fn terminate(machine: &Machine) -> Result<Termination, String> {
+    let machine = machine.clone();
+    bounded(move || terminate_now(&machine).map_err(|e| e.to_string())).unwrap_or_else(|| {
+        Err(format!(
+            "no answer on the system bus within {} s",
+            TOTAL_TIMEOUT.as_secs()
+        ))
+    })
+}
+
+fn terminate_now(machine: &Machine) -> Result<Termination, zbus::Error> {
     let stream = match UnixStream::connect(SYSTEM_BUS_SOCKET) {
         Ok(s) => s,
         Err(e) => return Ok(Termination::Gone(format!("no system bus ({e})"))),
