@@ -1258,20 +1258,25 @@ fn without_systemd_machined_is_one_info_line_and_nothing_else() {
     assert_prepared(&sb);
 }
 
-#[test]
-#[serial_test::serial]
-fn a_system_bus_without_machined_is_one_info_line_and_nothing_else() {
-    // A real dbus-daemon as the system bus, and a /run/systemd/system, in a
-    // private mount namespace where the hook runs: a systemd host whose bus
-    // has no org.freedesktop.machine1 (no systemd-container package). The
-    // hook connects before it joins the container's namespace and calls
-    // after; the bus answers ServiceUnknown. No machined is faked.
-    require_root();
-    let sb = Sandbox::new(json!({}));
+/// Runs the hook's prestart (and, with `poststop`, its poststop) for `sb`
+/// in a private mount namespace with a /run/systemd/system and a real
+/// dbus-daemon as the system bus; `answers`: whether the bus policy lets
+/// replies reach the hook (without, its Hello is never answered). Returns
+/// (exit code, stderr) of each run. No machined is faked: the bus has none.
+fn with_private_system_bus(sb: &Sandbox, answers: bool, poststop: bool) -> Vec<(String, Vec<u8>)> {
     let dir = sb.dir.path();
+    let receive = if answers {
+        r#"<allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>"#
+    } else {
+        ""
+    };
     std::fs::write(
         dir.join("bus.conf"),
-        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>system</type>
@@ -1281,13 +1286,11 @@ fn a_system_bus_without_machined_is_one_info_line_and_nothing_else() {
     <allow user="*"/>
     <allow send_destination="*"/>
     <allow own="*"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
+    {receive}
   </policy>
 </busconfig>
-"#,
+"#
+        ),
     )
     .unwrap();
     let pre = json!({"ociVersion": "1.0.2", "id": sb.id, "status": "creating", "pid": sb.pid(), "bundle": sb.bundle});
@@ -1295,38 +1298,64 @@ fn a_system_bus_without_machined_is_one_info_line_and_nothing_else() {
         json!({"ociVersion": "1.0.2", "id": sb.id, "status": "stopped", "bundle": sb.bundle});
     std::fs::write(dir.join("pre.json"), pre.to_string()).unwrap();
     std::fs::write(dir.join("post.json"), post.to_string()).unwrap();
+    let post_cmd = if poststop {
+        "rc=0; env -i {hook} < {d}/post.json 2> {d}/post.err || rc=$?; echo $rc > {d}/post.rc"
+    } else {
+        ""
+    };
     let script = format!(
         r#"set -e
 mount -t tmpfs tmpfs /run/systemd 2>/dev/null || {{ mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd; }}
 mkdir /run/systemd/system
 mount -t tmpfs tmpfs /run/dbus 2>/dev/null || {{ mkdir -p /run/dbus && mount -t tmpfs tmpfs /run/dbus; }}
-dbus-daemon --config-file={d}/bus.conf --nofork --nopidfile & dp=$!
+dbus-daemon --config-file={{d}}/bus.conf --nofork --nopidfile & dp=$!
 trap 'kill $dp' EXIT
 for i in $(seq 200); do [ -S /run/dbus/system_bus_socket ] && break; sleep 0.05; done
-cd {bundle}
-rc=0; {hook} < {d}/pre.json 2> {d}/pre.err || rc=$?; echo $rc > {d}/pre.rc
-rc=0; env -i {hook} < {d}/post.json 2> {d}/post.err || rc=$?; echo $rc > {d}/post.rc"#,
-        d = dir.display(),
-        bundle = sb.bundle.display(),
-        hook = HOOK
-    );
+cd {{bundle}}
+rc=0; {{hook}} < {{d}}/pre.json 2> {{d}}/pre.err || rc=$?; echo $rc > {{d}}/pre.rc
+{post_cmd}"#
+    )
+    .replace("{d}", &dir.display().to_string())
+    .replace("{bundle}", &sb.bundle.display().to_string())
+    .replace("{hook}", HOOK);
     let o = Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c", &script])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
-    let pre_err = read("pre.err");
-    assert_eq!(
-        read("pre.rc"),
-        b"0\n",
-        "{}",
-        String::from_utf8_lossy(&pre_err)
-    );
-    let lines: Vec<String> = String::from_utf8_lossy(&pre_err)
+    let mut out = vec![(
+        String::from_utf8_lossy(&read("pre.rc")).trim().to_string(),
+        read("pre.err"),
+    )];
+    if poststop {
+        out.push((
+            String::from_utf8_lossy(&read("post.rc")).trim().to_string(),
+            read("post.err"),
+        ));
+    }
+    out
+}
+
+fn lines_of(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
         .lines()
         .map(str::to_string)
-        .collect();
+        .collect()
+}
+
+#[test]
+#[serial_test::serial]
+fn a_system_bus_without_machined_is_one_info_line_and_nothing_else() {
+    // A systemd host whose bus has no org.freedesktop.machine1 (no
+    // systemd-container package). The hook connects before it joins the
+    // container's namespace and calls after; the bus answers ServiceUnknown.
+    require_root();
+    let sb = Sandbox::new(json!({}));
+    let runs = with_private_system_bus(&sb, true, true);
+    let (rc, err) = &runs[0];
+    let lines = lines_of(err);
+    assert_eq!(rc, "0", "{lines:?}");
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
         lines[0].starts_with("oci-systemd-hook: info: "),
@@ -1336,20 +1365,40 @@ rc=0; env -i {hook} < {d}/post.json 2> {d}/post.err || rc=$?; echo $rc > {d}/pos
         lines[0].ends_with("; systemd-machined registration: machined is not on the system bus"),
         "{lines:?}"
     );
-    // Prepared as usual (the script ran poststop too, which emptied the
-    // machine-id again).
+    // Prepared as usual (poststop ran too, which emptied the machine-id).
     assert_eq!(sb.mount_at("/run").unwrap().fs_type, "tmpfs");
     assert!(
         sb.mount_at(&format!("/var/log/journal/{}", sb.machine_id()))
             .is_some()
     );
     assert_eq!(sb.read("/etc/machine-id").unwrap(), b"");
-    let post_err = read("post.err");
-    assert_eq!(
-        read("post.rc"),
-        b"0\n",
-        "{}",
-        String::from_utf8_lossy(&post_err)
+    let (rc, err) = &runs[1];
+    assert_eq!(rc, "0", "{}", String::from_utf8_lossy(err));
+    assert_eq!(machined_lines(err), Vec::<String>::new());
+}
+
+#[test]
+#[serial_test::serial]
+fn a_system_bus_that_never_answers_is_one_warning_and_prestart_exits_0() {
+    // The bus takes the connection but its policy drops every reply, so the
+    // Hello is never answered (zbus does not bound it): the hook gives up
+    // after its bound with one warning and the container is prepared.
+    require_root();
+    let sb = Sandbox::new(json!({}));
+    let runs = with_private_system_bus(&sb, false, false);
+    let (rc, err) = &runs[0];
+    let lines = lines_of(err);
+    assert_eq!(rc, "0", "{lines:?}");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("oci-systemd-hook: warn: ")
+            && lines[0]
+                .contains("cannot register with systemd-machined: no answer on the system bus"),
+        "{lines:?}"
     );
-    assert_eq!(machined_lines(&post_err), Vec::<String>::new());
+    assert!(
+        lines[1].starts_with("oci-systemd-hook: info: ") && !lines[1].contains("machined"),
+        "{lines:?}"
+    );
+    assert_prepared(&sb);
 }
