@@ -1,6 +1,7 @@
 # oci-systemd-hook
 #   make              build the hook (release)
-#   make install      install binary + hooks.d descriptor (PREFIX, DESTDIR)
+#   make install      install binary + hooks.d descriptor, the runtime wrapper's
+#                     link and the Docker/containerd snippets (PREFIX, DESTDIR)
 #   make demo         set up the host, boot a systemd container with the hook
 #   make test         everything: unit, privileged and podman integration tests (root)
 #   make vm-integration  the bats suite in QEMU VMs: unified, hybrid, legacy cgroups (root)
@@ -11,6 +12,7 @@ PREFIX     ?= /usr
 LIBEXECDIR ?= $(PREFIX)/libexec/oci/hooks.d
 HOOKSDIR   ?= $(PREFIX)/share/containers/oci/hooks.d
 MANDIR     ?= $(PREFIX)/share/man
+DATADIR    ?= $(PREFIX)/share/oci-systemd-hook
 CARGO      ?= cargo
 BATS       ?= bats
 BIN        := target/release/oci-systemd-hook
@@ -20,7 +22,7 @@ DIST       := build/oci-systemd-hook-$(VERSION).tar.gz
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: bench all build docs dist rpm rpm-check manifests-check install uninstall setup rootfs demo test test-unit test-privileged integration vm-integration vagrant-validate clean
+.PHONY: bench all build docs dist rpm rpm-check manifests-check install uninstall setup rootfs demo test test-unit test-privileged integration suites vm-integration vagrant-validate clean
 
 all: build
 
@@ -43,10 +45,19 @@ install: $(MAN)
 	sed 's|/usr/libexec/oci/hooks.d/oci-systemd-hook|$(LIBEXECDIR)/oci-systemd-hook|' \
 		hooks.d/oci-systemd-hook.json > $(DESTDIR)$(HOOKSDIR)/oci-systemd-hook.json
 	chmod 0644 $(DESTDIR)$(HOOKSDIR)/oci-systemd-hook.json
+	ln -sf oci-systemd-hook $(DESTDIR)$(LIBEXECDIR)/oci-systemd-runtime
+	install -d $(DESTDIR)$(DATADIR)/docker $(DESTDIR)$(DATADIR)/containerd
+	sed 's|/usr/libexec/oci/hooks.d/oci-systemd-|$(LIBEXECDIR)/oci-systemd-|' \
+		deploy/docker/daemon.json > $(DESTDIR)$(DATADIR)/docker/daemon.json
+	sed 's|/usr/libexec/oci/hooks.d/oci-systemd-|$(LIBEXECDIR)/oci-systemd-|' \
+		deploy/containerd/oci-systemd.toml > $(DESTDIR)$(DATADIR)/containerd/oci-systemd.toml
+	chmod 0644 $(DESTDIR)$(DATADIR)/docker/daemon.json $(DESTDIR)$(DATADIR)/containerd/oci-systemd.toml
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBEXECDIR)/oci-systemd-hook $(DESTDIR)$(HOOKSDIR)/oci-systemd-hook.json \
-		$(DESTDIR)$(MANDIR)/man1/oci-systemd-hook.1
+		$(DESTDIR)$(MANDIR)/man1/oci-systemd-hook.1 $(DESTDIR)$(LIBEXECDIR)/oci-systemd-runtime \
+		$(DESTDIR)$(DATADIR)/docker/daemon.json $(DESTDIR)$(DATADIR)/containerd/oci-systemd.toml
+	-rmdir $(DESTDIR)$(DATADIR)/docker $(DESTDIR)$(DATADIR)/containerd $(DESTDIR)$(DATADIR)
 
 # The committed tree (git archive) plus every crate vendored, so that an RPM
 # builds offline.
@@ -87,11 +98,19 @@ test-unit:
 	$(CARGO) test --locked --lib --bins --test cli
 
 test-privileged:
-	$(CARGO) test --locked --test privileged --test hostile --test config_differential --test chroot -- --test-threads=1
+	$(CARGO) test --locked --test privileged --test hostile --test config_differential --test chroot --test cost -- --test-threads=1
 
-# The conformance suite: podman with crun, podman with runc, bare runc.
+# The conformance suite: podman with crun, podman with runc, bare runc, Docker
+# and containerd through the runtime wrapper (integration/docker.bats); then
+# the Debian suites bullseye..sid and the services image (suites.bats).
 integration: build rootfs
 	integration/run-suite.sh
+	$(MAKE) suites
+
+# Each Debian suite's systemd (247..262) under podman+crun, podman+runc and
+# bare runc on this host; the images are built once (build-rootfs.sh SUITE).
+suites: build setup
+	$(BATS) --timing integration/suites.bats
 
 # The conformance suite inside Debian bookworm VMs (QEMU, offline), one per
 # cgroup layout (integration/vm/run.sh). Not part of `test`: it takes about

@@ -1,39 +1,78 @@
 #!/usr/bin/env bash
 # Builds (once) a minimal systemd rootfs with mmdebstrap and prints its path.
 #
-# The suite is the host's own release (VERSION_CODENAME from /etc/os-release,
-# e.g. bookworm on Debian 12) so that mmdebstrap can use the apt sources
-# already configured on this machine; no mirror is named here. Set
-# OSH_SUITE / OSH_MIRROR to build something else.
+#   build-rootfs.sh [SUITE]
+#
+# SUITE is a Debian suite (bullseye, bookworm, trixie, sid, ...) or
+# `services` (bookworm with apache2, openssh-server and cron enabled: an
+# image whose services must all start). Default: OSH_SUITE, else the host's
+# own release (VERSION_CODENAME from /etc/os-release, e.g. bookworm on
+# Debian 12), for which mmdebstrap uses the apt sources already configured
+# on this machine. For any other suite the mirror is the machine's own: the
+# first non-security URI of its apt sources (/etc/apt/sources.list.d/*.sources
+# or sources.list), read at run time; no mirror is named here. OSH_MIRROR
+# overrides it. A Release file past its Valid-Until (sid on a snapshot
+# mirror) is accepted for suites other than the host's.
 # The result is cached under OSH_CACHE (default /var/cache/oci-systemd-hook),
 # keyed by suite and package list; /etc/machine-id in it is empty, as systemd
-# images ship it. Containers use it through podman's `--rootfs DIR:O`
-# overlay, so the cached tree stays clean.
+# images ship it. Containers use it through an overlay (podman's
+# `--rootfs DIR:O`), so the cached tree stays clean.
 set -euo pipefail
 
 cache=${OSH_CACHE:-/var/cache/oci-systemd-hook}
 . /etc/os-release
-suite=${OSH_SUITE:-${VERSION_CODENAME:-bookworm}}
+host_suite=${VERSION_CODENAME:-bookworm}
+suite=${1:-${OSH_SUITE:-$host_suite}}
 packages=systemd,systemd-sysv,dbus
+name=$suite
+if [ "$suite" = services ]; then
+  suite=bookworm
+  packages=$packages,apache2,openssh-server,cron
+fi
+case "$suite" in *[!a-z0-9-]* | "") echo "build-rootfs: bad suite '$suite'" >&2; exit 2 ;; esac
 key=$(printf '%s %s v1' "$suite" "$packages" | sha256sum | cut -c1-12)
-out="$cache/rootfs-$suite-$key"
+out="$cache/rootfs-$name-$key"
 
 if [ -f "$out.done" ] && [ -x "$out/sbin/init" ]; then
   echo "$out"
   exit 0
 fi
 
+# The machine's own Debian mirror: the first URI of a deb source that is not
+# a security archive (deb822 .sources first, then one-line sources.list).
+host_mirror() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' "$f"
+  done | head -n 1
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($i !~ /security/) print $i; break } }' "$f"
+  done | head -n 1
+}
+
+args=(--variant=minbase --include="$packages"
+  --dpkgopt='path-exclude=/usr/share/man/*'
+  --dpkgopt='path-exclude=/usr/share/doc/*'
+  --dpkgopt='path-exclude=/usr/share/locale/*')
+mirror=${OSH_MIRROR:-}
+if [ "$suite" != "$host_suite" ]; then
+  if [ -z "$mirror" ]; then
+    mirror=$(host_mirror | head -n 1)
+    [ -n "$mirror" ] || { echo "build-rootfs: no mirror in this machine's apt sources; set OSH_MIRROR" >&2; exit 1; }
+  fi
+  # Only the main archive: the host's -updates/-security lines name its own suite.
+  args+=(--aptopt='Acquire::Check-Valid-Until "false"')
+fi
+
 command -v mmdebstrap >/dev/null || { echo "build-rootfs: mmdebstrap missing (run integration/setup-host.sh)" >&2; exit 1; }
 mkdir -p "$cache"
 tmp="$out.tmp.$$"
 trap 'rm -rf "$tmp"' EXIT
-echo "build-rootfs: building a $suite systemd rootfs in $out (about a minute)" >&2
+echo "build-rootfs: building a $name systemd rootfs in $out (about a minute)" >&2
 # shellcheck disable=SC2086
-mmdebstrap --variant=minbase --include="$packages" \
-  --dpkgopt='path-exclude=/usr/share/man/*' \
-  --dpkgopt='path-exclude=/usr/share/doc/*' \
-  --dpkgopt='path-exclude=/usr/share/locale/*' \
-  "$suite" "$tmp" ${OSH_MIRROR:-} >&2
+mmdebstrap "${args[@]}" "$suite" "$tmp" $mirror >&2
 : > "$tmp/etc/machine-id"
 rm -rf "$out"
 mv "$tmp" "$out"

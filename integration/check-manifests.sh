@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Validates the Kubernetes manifests against the Kubernetes JSON schemas
 # (kubernetes-validate from PyPI, schemas bundled: no network beyond the
-# install) and parses the CRI-O drop-in as TOML.
+# install), parses the CRI-O drop-in and the containerd snippet as TOML and
+# the Docker daemon.json as JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=build/venv-manifests
@@ -17,4 +18,18 @@ with open("deploy/crio/50-oci-systemd-hook.conf", "rb") as f:
 dirs = conf["crio"]["runtime"]["hooks_dir"]
 assert "/etc/containers/oci/hooks.d" in dirs, dirs
 print("deploy/crio/50-oci-systemd-hook.conf: hooks_dir =", dirs)
+with open("deploy/containerd/oci-systemd.toml", "rb") as f:
+    conf = tomllib.load(f)
+rt = conf["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["oci-systemd"]
+assert rt["runtime_type"] == "io.containerd.runc.v2", rt
+assert rt["options"]["BinaryName"] == "/usr/libexec/oci/hooks.d/oci-systemd-runtime", rt
+print("deploy/containerd/oci-systemd.toml: BinaryName =", rt["options"]["BinaryName"])
+PY
+python3 - <<'PY'
+import json
+with open("deploy/docker/daemon.json") as f:
+    rt = json.load(f)["runtimes"]["oci-systemd"]
+assert rt["path"] == "/usr/libexec/oci/hooks.d/oci-systemd-hook", rt
+assert rt["runtimeArgs"][:1] == ["runtime"], rt
+print("deploy/docker/daemon.json: oci-systemd =", rt)
 PY

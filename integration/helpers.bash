@@ -16,8 +16,41 @@ if [ -n "${OSH_IMAGE:-}" ] && [ -z "${OSH_ROOTFS:-}" ]; then
 fi
 
 # The host's cgroup layout: unified (cgroup2 at /sys/fs/cgroup) or v1
-# (hybrid and legacy alike, from the hook's point of view).
+# (hybrid and legacy); OSH_HOST_LAYOUT tells hybrid from legacy.
 if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then OSH_LAYOUT=unified; else OSH_LAYOUT=v1; fi
+if [ "$OSH_LAYOUT" = unified ]; then OSH_HOST_LAYOUT=unified
+elif [ "$(stat -fc %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ]; then OSH_HOST_LAYOUT=hybrid
+else OSH_HOST_LAYOUT=legacy; fi
+
+# osh_image_systemd ROOTFS: the image's systemd version, as the hook reads
+# it (libsystemd-shared-<N>.so); empty when none is found.
+osh_image_systemd() {
+  find "$1/usr/lib" "$1/lib" "$1/usr/lib64" "$1/lib64" -maxdepth 3 -name 'libsystemd-shared-*.so' 2>/dev/null \
+    | sed -n 's|.*/libsystemd-shared-\([0-9]*\)[^/]*\.so$|\1|p' | sort -n | tail -n 1
+}
+
+# osh_expected_tree ROOTFS: the cgroup tree the rule table (README,
+# src/cgmodel.rs) gives this host and image: v1 (name=systemd at
+# /sys/fs/cgroup/systemd), cgroup2 (the host's) or hook-cgroup2 (a legacy
+# host's cgroup2 mounted by the hook).
+osh_expected_tree() {
+  local v
+  v=$(osh_image_systemd "$1")
+  case "$OSH_HOST_LAYOUT" in
+    unified) echo cgroup2 ;;
+    hybrid) if [ -z "$v" ] || [ "$v" -ge 256 ]; then echo cgroup2; else echo v1; fi ;;
+    legacy) if [ -z "$v" ] || [ "$v" -ge 258 ]; then echo hook-cgroup2; else echo v1; fi ;;
+  esac
+}
+
+# osh_expected_lock_mode ROOTFS: /run/lock's mode after boot: the first
+# tmpfiles line for it in the image (files in name order; sid and trixie:
+# `d /run/lock 1777`), else the hook's 755.
+osh_expected_lock_mode() {
+  local m
+  m=$(cat "$1"/usr/lib/tmpfiles.d/*.conf 2>/dev/null | awk '$1 ~ /^[dD]$/ && $2 == "/run/lock" {print $3}' | head -n 1)
+  echo "${m:-0755}" | sed 's/^0*//'
+}
 
 osh_require() {
   [ "$(id -u)" = 0 ] || { echo "the integration suite needs root" >&2; return 1; }
@@ -96,19 +129,28 @@ osh_check_inside() {
     [[ ",$opts," == *,nosuid,* && ",$opts," == *,nodev,* ]] || { echo "$m: $opts" >&2; return 1; }
   done
   [ "$(osh_exec stat -c %a /run)" = 755 ]
-  [ "$(osh_exec stat -c %a /run/lock)" = 755 ]
+  [ "$(osh_exec stat -c %a /run/lock)" = "$(osh_expected_lock_mode "$OSH_ROOTFS")" ]
   [ "$(osh_exec stat -c %a /tmp)" = 1777 ]
   [[ "$(osh_mount /run)" == *size=65536k* ]]
 
-  if [ "$OSH_LAYOUT" = v1 ]; then
+  local tree
+  tree=$(osh_expected_tree "$OSH_ROOTFS")
+  if [ "$tree" = v1 ]; then
     cg=$(osh_exec awk -F: '$2 == "name=systemd" {print $3}' /proc/1/cgroup)
     local at=/sys/fs/cgroup/systemd
   else
     cg=$(osh_exec awk -F: '$1 == "0" {print $3}' /proc/1/cgroup)
     local at=/sys/fs/cgroup
+    [ "$(osh_exec stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] || { echo "/sys/fs/cgroup is not cgroup2" >&2; return 1; }
   fi
   [[ "$cg" == */init.scope ]] || { echo "PID 1 cgroup: $cg" >&2; return 1; }
   own=${cg%/init.scope}
+  # The hook's own cgroup2 was made after the cgroup namespace: the
+  # container sees its full path in either namespace.
+  if [ "$tree" = hook-cgroup2 ]; then
+    [[ "$own" == /oci-systemd-hook-* ]] || { echo "PID 1 not in the hook's cgroup: $cg" >&2; return 1; }
+    cgroupns=host
+  fi
   if [ "$cgroupns" = private ]; then
     [ -z "$own" ] || { echo "private cgroupns but PID 1 is in $cg" >&2; return 1; }
     [[ "$(osh_mount "$at")" == cgroup*\ rw,* ]]
@@ -118,7 +160,7 @@ osh_check_inside() {
     [[ "$(osh_mount "$at$own")" == cgroup*\ rw,* ]] || { echo "$at$own: $(osh_mount "$at$own")" >&2; return 1; }
     # The parent of the own cgroup is not writable.
     ! osh_exec sh -c "echo 0 > $at${own%/*}/cgroup.procs" 2>/dev/null
-    if [ "$OSH_LAYOUT" = v1 ]; then
+    if [ "$tree" = v1 ]; then
       ! osh_exec sh -c "echo 1 > $at/release_agent" 2>/dev/null
     fi
   fi
@@ -167,7 +209,7 @@ osh_stop() {
   STOP_SECONDS=$(osh_elapsed "$t0" "$t1")
   code=$(podman inspect -f '{{.State.ExitCode}}' "$CID")
   [ "$code" = 0 ] || { echo "exit code $code after stop" >&2; return 1; }
-  journalctl -D "/var/log/journal/$MID" --no-pager | grep -q 'systemd-halt.service\|Reached target.*System Shutdown' \
+  journalctl -D "/var/log/journal/$MID" --no-pager | grep -q 'systemd-halt.service\|Reached target.*Shutdown\|Starting Halt' \
     || { echo "no halt in the journal" >&2; return 1; }
 }
 
@@ -211,4 +253,50 @@ osh_restore_subids() {
       rm -f "$f"
     fi
   done
+}
+
+# osh_runc_config BUNDLE ID STAGE [EXTRA_NAMESPACE]: a config.json for bare
+# runc in BUNDLE: podman's default capability set, a relative root.path
+# ("rootfs"), the hook as a STAGE (prestart or createRuntime) and poststop
+# hook, cgroupsPath /oci-systemd-hook-runc-<first 12 of ID>.
+osh_runc_config() {
+  local BUNDLE=$1 ID=$2 stage=$3 extra_ns=${4:-} nofile
+  nofile=$(ulimit -Hn); [ "$nofile" -gt 20000 ] && nofile=20000
+  local caps='"CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FOWNER","CAP_FSETID","CAP_KILL","CAP_NET_BIND_SERVICE","CAP_SETFCAP","CAP_SETGID","CAP_SETPCAP","CAP_SETUID","CAP_SYS_CHROOT"'
+  cat > "$BUNDLE/config.json" <<JSON
+{
+  "ociVersion": "1.0.2",
+  "root": {"path": "rootfs", "readonly": false},
+  "hostname": "runc-systemd",
+  "process": {
+    "terminal": false,
+    "user": {"uid": 0, "gid": 0},
+    "args": ["/sbin/init"],
+    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "container=oci"],
+    "cwd": "/",
+    "capabilities": {"bounding": [$caps], "effective": [$caps], "permitted": [$caps]},
+    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": $nofile, "soft": $nofile}],
+    "noNewPrivileges": false
+  },
+  "mounts": [
+    {"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+  ],
+  "hooks": {
+    "$stage": [{"path": "$OSH_HOOK"}],
+    "poststop": [{"path": "$OSH_HOOK"}]
+  },
+  "linux": {
+    "cgroupsPath": "/oci-systemd-hook-runc-${ID:0:12}",
+    "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}$extra_ns],
+    "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+    "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+  }
+}
+JSON
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the bats conformance suite: podman with crun, podman with runc, bare
-# runc. The systemd rootfs is OSH_IMAGE (a podman image, mounted) when set,
+# runc, Docker and containerd through the runtime wrapper. The systemd rootfs is OSH_IMAGE (a podman image, mounted) when set,
 # else the cached Debian rootfs from build-rootfs.sh. Used by `make
 # integration`, by the Vagrant VM and by the QEMU VMs. Extra arguments go to
 # bats (e.g. --filter REGEX).
@@ -18,6 +18,12 @@ for runtime in ${OSH_RUNTIMES:-crun runc}; do
 done
 if [[ " ${OSH_RUNTIMES:-crun runc} " == *" runc "* ]]; then
   bats --timing "$@" "$here/runc.bats" || status=1
+fi
+# Docker and containerd through the runtime wrapper (issue 12): its own
+# dockerd and containerd from Debian's docker.io and containerd.
+# OSH_DOCKER=0 leaves it out (the Fedora Vagrant VM has no docker.io).
+if [ "${OSH_DOCKER:-1}" != 0 ]; then
+  bats --timing "$@" "$here/docker.bats" || status=1
 fi
 # Load (issue: 20 parallel containers); OSH_LOAD=0 leaves it out (the VMs).
 if [ "${OSH_LOAD:-20}" -gt 0 ]; then

@@ -26,48 +26,8 @@ teardown() {
   rm -rf "/var/log/journal/$MID"
 }
 
-# write_config STAGE EXTRA_NAMESPACE
-write_config() {
-  local stage=$1 extra_ns=${2:-} nofile
-  nofile=$(ulimit -Hn); [ "$nofile" -gt 20000 ] && nofile=20000
-  local caps='"CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FOWNER","CAP_FSETID","CAP_KILL","CAP_NET_BIND_SERVICE","CAP_SETFCAP","CAP_SETGID","CAP_SETPCAP","CAP_SETUID","CAP_SYS_CHROOT"'
-  cat > "$BUNDLE/config.json" <<JSON
-{
-  "ociVersion": "1.0.2",
-  "root": {"path": "rootfs", "readonly": false},
-  "hostname": "runc-systemd",
-  "process": {
-    "terminal": false,
-    "user": {"uid": 0, "gid": 0},
-    "args": ["/sbin/init"],
-    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "container=oci"],
-    "cwd": "/",
-    "capabilities": {"bounding": [$caps], "effective": [$caps], "permitted": [$caps]},
-    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": $nofile, "soft": $nofile}],
-    "noNewPrivileges": false
-  },
-  "mounts": [
-    {"destination": "/proc", "type": "proc", "source": "proc"},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-    {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
-  ],
-  "hooks": {
-    "$stage": [{"path": "$OSH_HOOK"}],
-    "poststop": [{"path": "$OSH_HOOK"}]
-  },
-  "linux": {
-    "cgroupsPath": "/oci-systemd-hook-runc-${ID:0:12}",
-    "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}$extra_ns],
-    "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
-    "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-  }
-}
-JSON
-}
+# write_config STAGE EXTRA_NAMESPACE: config.json in $BUNDLE (helpers.bash).
+write_config() { osh_runc_config "$BUNDLE" "$ID" "$@"; }
 
 # run_and_check CGROUPNS: boots, checks, stops with signal 37, deletes;
 # asserts poststop.

@@ -29,6 +29,7 @@ needs=(
   rpmbuild:rpm:rpm-build
   cpio:cpio:cpio
   dbus-daemon:dbus-daemon:dbus-daemon
+  strace:strace:strace
 )
 missing_deb=(); missing_rpm=()
 for n in "${needs[@]}"; do
@@ -39,8 +40,11 @@ done
 # still need; apt's --no-install-recommends leaves them out, so each is
 # checked by name: netavark (podman's network stack), catatonit (podman
 # --init, "left alone: podman --init"), uidmap (newuidmap for --uidmap),
-# fuse-overlayfs, iptables (netavark's firewall driver).
-debs_by_name=(netavark catatonit uidmap fuse-overlayfs iptables)
+# fuse-overlayfs, iptables (netavark's firewall driver), docker.io and
+# containerd (integration/docker.bats starts its own dockerd and containerd
+# from /usr/sbin and /usr/bin; a docker CLI elsewhere on PATH, such as a static
+# one in /usr/local/bin, must not count as installed).
+debs_by_name=(netavark catatonit uidmap fuse-overlayfs iptables docker.io containerd)
 if command -v dpkg-query >/dev/null 2>&1; then
   for deb in "${debs_by_name[@]}"; do
     dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q 'ok installed' || missing_deb+=("$deb")

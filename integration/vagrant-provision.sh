@@ -7,7 +7,7 @@ integration/setup-host.sh
 dnf -y install make git >/dev/null
 make build
 podman build -t localhost/oci-systemd-hook-fedora -f integration/Containerfile.fedora integration/
-if OSH_IMAGE=localhost/oci-systemd-hook-fedora integration/run-suite.sh; then
+if OSH_DOCKER=0 OSH_IMAGE=localhost/oci-systemd-hook-fedora integration/run-suite.sh; then
   echo "oci-systemd-hook conformance in Fedora: PASS"
 else
   echo "oci-systemd-hook conformance in Fedora: FAIL"

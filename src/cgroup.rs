@@ -151,10 +151,9 @@ pub fn parse_memory_limit(contents: &str) -> Option<u64> {
 pub fn read_memory_limit(mount_point: &Path, cgroup: &Path, file: &str) -> Option<u64> {
     let root = pathrs::Root::open(mount_point).ok()?;
     let rel = cgroup.join(file);
+    // One openat2 inside the hierarchy, no O_PATH handle to reopen.
     let f = root
-        .resolve(&rel)
-        .ok()?
-        .reopen(pathrs::flags::OpenFlags::O_RDONLY)
+        .open_subpath(&rel, pathrs::flags::OpenFlags::O_RDONLY)
         .ok()?;
     let mut s = String::new();
     io::Read::read_to_string(&mut io::Read::take(f, 64), &mut s).ok()?;

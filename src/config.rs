@@ -210,7 +210,7 @@ pub fn load(bundle: &Path) -> Result<ContainerConfig, ConfigError> {
 /// As [`load`], plus [`ConfigError::NoProcess`] (checked before `root`).
 pub fn load_with_process(bundle: &Path) -> Result<ContainerConfig, ConfigError> {
     let path = bundle.join("config.json");
-    let raw = deserialize(&read(&path)?, &path)?;
+    let raw: RawConfig = deserialize(&read(&path)?, &path)?;
     if raw.process.is_none() {
         return Err(ConfigError::NoProcess(path));
     }
@@ -235,7 +235,10 @@ pub fn parse(bytes: &[u8], bundle: &Path) -> Result<ContainerConfig, ConfigError
 
 /// Reads `path`: a regular file (opened non-blocking, so a FIFO cannot hang
 /// the hook) of at most [`MAX_CONFIG_BYTES`].
-fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
+///
+/// # Errors
+/// [`ConfigError::Load`] as for [`load`].
+pub fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let read = || -> std::io::Result<Vec<u8>> {
@@ -272,14 +275,47 @@ fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
     })
 }
 
+/// The parts of config.json that decide whether the hook acts
+/// (`process.args`, `process.env`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a config.json object")]
+#[serde(default)]
+struct RawProcessOnly {
+    process: Option<RawProcess>,
+}
+
+/// Parses only `process.args` and `process.env` of config.json (`path`
+/// names the file in errors), with the same lenient rules as [`parse`]; the
+/// other fields of the summary are left at their defaults. Enough for
+/// [`crate::decide::skip_reason`]: the runtime wrapper decides with it, so a
+/// field only the hook needs (`root.path`, id mappings) can never stop a
+/// container the hook leaves alone.
+///
+/// # Errors
+/// [`ConfigError::Syntax`] when `bytes` are not JSON;
+/// [`ConfigError::Malformed`] when the document is not an object or
+/// `process`, `process.args` or `process.env` has the wrong type.
+pub fn parse_process(bytes: &[u8], path: &Path) -> Result<ContainerConfig, ConfigError> {
+    let raw: RawProcessOnly = deserialize(bytes, path)?;
+    let process = raw.process.unwrap_or_default();
+    Ok(ContainerConfig {
+        args: process.args.unwrap_or_default(),
+        env: process.env.unwrap_or_default(),
+        ..ContainerConfig::default()
+    })
+}
+
 /// Deserializes the parts the hook uses; `path` names the file in errors.
-fn deserialize(bytes: &[u8], path: &Path) -> Result<RawConfig, ConfigError> {
+fn deserialize<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<T, ConfigError> {
     let syntax = |source| ConfigError::Syntax {
         path: path.to_path_buf(),
         source,
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let raw = serde_path_to_error::deserialize::<_, RawConfig>(&mut de).map_err(|e| {
+    let raw = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
         let field = e.path().to_string();
         let source = e.into_inner();
         match source.classify() {
@@ -924,5 +960,31 @@ mod tests {
             parse(s.as_bytes(), Path::new("/b")).unwrap().memory_limit,
             None
         );
+    }
+
+    #[test]
+    fn parse_process_reads_only_args_and_env() {
+        let p = Path::new("/b/config.json");
+        let c = parse_process(
+            br#"{"process":{"args":["/sbin/init"],"env":["a=b"],"cwd":7},"linux":{"namespaces":[{"type":"user"}]}}"#,
+            p,
+        )
+        .unwrap();
+        assert_eq!(c.args, ["/sbin/init"]);
+        assert_eq!(c.env, ["a=b"]);
+        assert_eq!(c.rootfs, PathBuf::new());
+        assert!(parse_process(b"{}", p).unwrap().args.is_empty());
+        assert!(matches!(
+            parse_process(br#"{"process":{"args":"/sbin/init"}}"#, p),
+            Err(ConfigError::Malformed { field, .. }) if field == "process.args"
+        ));
+        assert!(matches!(
+            parse_process(b"[", p),
+            Err(ConfigError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_process(br#""x""#, p),
+            Err(ConfigError::Malformed { .. })
+        ));
     }
 }

@@ -213,7 +213,7 @@ enum Opened {
 /// O_NOFOLLOW` (which never opens the object itself), its type and mount are
 /// read from that fd, and only then is that same inode opened for reading:
 /// a directory through `openat(fd, ".")`, a regular file by pathrs' procfs
-/// reopen (`Handle::reopen`), a symlink read with `readlinkat(fd, "")`.
+/// reopen ([`crate::reopen::reopen`]), a symlink read with `readlinkat(fd, "")`.
 fn open_entry(dir: BorrowedFd<'_>, name: &CStr, mnt_id: u64) -> io::Result<Entry> {
     let path = openat(
         dir,
@@ -238,9 +238,8 @@ fn open_entry(dir: BorrowedFd<'_>, name: &CStr, mnt_id: u64) -> io::Result<Entry
             Mode::empty(),
         )?),
         FileType::RegularFile => Opened::File(
-            pathrs::Handle::from_fd(path)
-                .reopen(pathrs::flags::OpenFlags::O_RDONLY)
-                .map_err(|e| io::Error::other(e.to_string()))?,
+            crate::reopen::reopen(&path, OFlags::RDONLY)
+                .map_err(|e| io::Error::other(format!("{e:#}")))?,
         ),
         FileType::Symlink => Opened::Symlink(readlinkat(&path, "", Vec::new())?),
         other => return Ok(Entry::Special(other)),

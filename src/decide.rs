@@ -61,28 +61,38 @@ pub fn is_systemd_init(arg0: &str) -> bool {
     )
 }
 
-/// Decides for a container given its config and state id.
-pub fn decide(config: &ContainerConfig, id: &str) -> Decision {
+/// Why the hook leaves the container of `config` alone, or `None` when it
+/// acts on it (see the module docs). The runtime wrapper uses this rule
+/// before the container exists, when there is no id yet.
+pub fn skip_reason(config: &ContainerConfig) -> Option<Skip> {
     let arg0 = config.args.first().map(String::as_str).unwrap_or("");
     if arg0.is_empty() {
-        return Decision::Skip(Skip::NoArgs);
+        return Some(Skip::NoArgs);
     }
     if clean(Path::new(arg0)) == Path::new("/dev/init") {
-        return Decision::Skip(Skip::InitShim);
+        return Some(Skip::InitShim);
     }
     if !is_systemd_init(arg0) {
-        return Decision::Skip(Skip::NotSystemd(arg0.to_string()));
+        return Some(Skip::NotSystemd(arg0.to_string()));
     }
     if config
         .env_value(OPT_OUT_KEY)
         .is_some_and(|v| v.eq_ignore_ascii_case("disabled"))
     {
-        return Decision::Skip(Skip::OptedOut);
+        return Some(Skip::OptedOut);
     }
-    Decision::Apply(MachineId::for_container(
-        config.env_value("container_uuid"),
-        id,
-    ))
+    None
+}
+
+/// Decides for a container given its config and state id.
+pub fn decide(config: &ContainerConfig, id: &str) -> Decision {
+    match skip_reason(config) {
+        Some(why) => Decision::Skip(why),
+        None => Decision::Apply(MachineId::for_container(
+            config.env_value("container_uuid"),
+            id,
+        )),
+    }
 }
 
 #[cfg(test)]

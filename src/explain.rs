@@ -88,17 +88,18 @@ pub fn id_from_bundle(bundle: &Path) -> String {
 /// # Errors
 /// config.json cannot be loaded, or host facts cannot be read.
 pub fn explain(args: &ExplainArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    write_explanation(args, out, || {
-        host_facts(args.pid).context("reading host facts")
+    write_explanation(args, out, |rootfs| {
+        host_facts(args.pid, rootfs).context("reading host facts")
     })
 }
 
-/// [`explain`] with the host facts from `facts` (read only when the
-/// container is one to prepare).
+/// [`explain`] with the host facts from `facts`, given the rootfs to look
+/// the image's systemd up in (`None` without a pid when the rootfs is not
+/// on the host; read only when the container is one to prepare).
 fn write_explanation(
     args: &ExplainArgs,
     out: &mut impl Write,
-    facts: impl FnOnce() -> anyhow::Result<HostFacts>,
+    facts: impl FnOnce(Option<&Path>) -> anyhow::Result<HostFacts>,
 ) -> anyhow::Result<()> {
     let bundle = std::path::absolute(&args.bundle)?;
     let config = config::load_with_process(&bundle)?;
@@ -127,7 +128,8 @@ fn write_explanation(
         out,
         "decision: prepare for systemd, machine-id {machine_id}"
     )?;
-    let facts = facts()?;
+    let visible = args.pid.is_some() || config.rootfs.is_dir();
+    let facts = facts(visible.then_some(config.rootfs.as_path()))?;
     write!(out, "host:     cgroup layout {}", facts.layout)?;
     match args.pid {
         Some(pid) => {
@@ -144,6 +146,18 @@ fn write_explanation(
         }
         None => writeln!(out, "; no --pid: cgroup steps are not planned")?,
     }
+    match (visible, facts.image_systemd) {
+        (false, _) => writeln!(
+            out,
+            "image:    rootfs not on this host, no --pid: systemd version not looked up"
+        )?,
+        (true, None) => writeln!(out, "image:    no systemd found (libsystemd-shared-<N>.so)")?,
+        (true, Some(v)) => writeln!(out, "image:    systemd {v} (libsystemd-shared-{v}.so)")?,
+    }
+    if visible {
+        let choice = crate::cgmodel::choose(facts.layout, facts.image_systemd);
+        writeln!(out, "cgroups:  {choice}")?;
+    }
     let pre = plan::prestart(&config, &facts, &id, &machine_id)?;
     writeln!(out, "prestart:")?;
     writeln!(out, "  on the host:")?;
@@ -158,7 +172,14 @@ fn write_explanation(
     {
         writeln!(out, "  skip: {s}")?;
     }
-    let post = plan::poststop(&config, &id, &machine_id, None, facts.machined);
+    let post = plan::poststop(
+        &config,
+        &id,
+        &machine_id,
+        None,
+        facts.layout == crate::cgroup::Layout::Legacy,
+        facts.machined,
+    );
     writeln!(out, "poststop:")?;
     if !post.host.is_empty() {
         writeln!(out, "  on the host:")?;
@@ -248,33 +269,48 @@ mod tests {
     }
 
     /// The one test of the explain text: the podman fixture on a hybrid
-    /// host, with and without a pid.
+    /// host, with and without a pid, for a systemd 252 (v1 view) and a 262
+    /// (cgroup2 view) image; and the 262 image on a legacy host (the hook's
+    /// own cgroup2).
     #[test]
     fn golden_explain_text() {
         use crate::cgroup::{ContainerCgroups, Layout};
         let t = tempfile::tempdir().unwrap();
         let bundle = podman_fixture_bundle(&t);
         let cg = PathBuf::from("/libpod_parent/libpod-0123456789abcdef");
-        for (pid, golden) in [
-            (None, "podman-hybrid-no-pid.txt"),
-            (Some(42), "podman-hybrid-pid.txt"),
+        for (layout, pid, image_systemd, golden) in [
+            (Layout::Hybrid, None, None, "podman-hybrid-no-pid.txt"),
+            (Layout::Hybrid, Some(42), Some(252), "podman-hybrid-pid.txt"),
+            (
+                Layout::Hybrid,
+                Some(42),
+                Some(262),
+                "podman-hybrid-sid-pid.txt",
+            ),
+            (
+                Layout::Legacy,
+                Some(42),
+                Some(262),
+                "podman-legacy-sid-pid.txt",
+            ),
         ] {
             let facts = HostFacts {
-                layout: Layout::Hybrid,
+                layout,
                 cgroups: match pid {
                     Some(_) => ContainerCgroups {
                         systemd: Some(cg.clone()),
                         memory: Some(cg.clone()),
-                        unified: Some(cg.clone()),
+                        unified: (layout == Layout::Hybrid).then(|| cg.clone()),
                     },
                     None => ContainerCgroups::default(),
                 },
                 systemd_mount: Some("/sys/fs/cgroup/systemd".into()),
-                unified_mount: Some("/sys/fs/cgroup/unified".into()),
+                unified_mount: (layout == Layout::Hybrid).then(|| "/sys/fs/cgroup/unified".into()),
                 cgroup_memory_limit: None,
                 journal_root: "/var/log/journal".into(),
                 selinux: false,
                 host_machine_id: None,
+                image_systemd,
                 machined: crate::machine::Machined::NotSystemdHost,
             };
             let args = ExplainArgs {
@@ -283,7 +319,7 @@ mod tests {
                 id: None,
             };
             let mut out = Vec::new();
-            write_explanation(&args, &mut out, || Ok(facts)).unwrap();
+            write_explanation(&args, &mut out, |_| Ok(facts)).unwrap();
             let text = String::from_utf8(out)
                 .unwrap()
                 .replace(&bundle.display().to_string(), "<bundle>");

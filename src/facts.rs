@@ -2,9 +2,11 @@
 //! container's cgroups (`/proc/<pid>/cgroup`), the hierarchies' mount points
 //! (from the mount table as [`crate::mountinfo`] reads it, the one way the
 //! hook reads mount points), the memory limit, SELinux, the host's
-//! machine-id, whether systemd-machined may be there.
+//! machine-id, the image's systemd version ([`crate::image`]), which
+//! picks the cgroup model ([`crate::cgmodel`]), and whether
+//! systemd-machined may be there.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -36,16 +38,32 @@ pub struct HostFacts {
     /// Whether the hook may register the container with systemd-machined
     /// ([`crate::machine::probe`]).
     pub machined: crate::machine::Machined,
+    /// The image's systemd version (`libsystemd-shared-<N>.so`), `None` when
+    /// none was found.
+    pub image_systemd: Option<u32>,
 }
 
-/// Reads the host facts for the container whose init is `pid`; without a
-/// pid only the host side (layout, hierarchies) is read and the container's
-/// cgroups are left empty.
+/// Reads the host facts for the container whose init is `pid` and whose
+/// rootfs is `rootfs` (as config.json's `root.path`, resolved inside
+/// `/proc/<pid>/root`, else from the hook's root; `None`: the image's
+/// systemd is not looked up); without a pid only the host side (layout,
+/// hierarchies) is read and the container's cgroups are left empty.
 ///
 /// # Errors
-/// Unknown cgroup layout, or `/proc/<pid>` unreadable (the process is gone).
-pub fn host_facts(pid: Option<i32>) -> anyhow::Result<HostFacts> {
+/// Unknown cgroup layout, or `/proc/<pid>` unreadable (the process is
+/// gone). A rootfs that cannot be opened gives no systemd version.
+pub fn host_facts(pid: Option<i32>, rootfs: Option<&Path>) -> anyhow::Result<HostFacts> {
     let layout = cgroup::detect_layout()?;
+    // A rootfs that cannot be opened here cannot be opened by `apply`
+    // either (the same lookup), which then fails or refuses with the reason.
+    let image_systemd = match rootfs.map(|r| crate::image::image_systemd(pid, r)) {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => {
+            log::debug!("{e:#}; no systemd version");
+            None
+        }
+        None => None,
+    };
     let cgroups = match pid {
         Some(pid) => cgroup::read_container_cgroups(pid)
             .with_context(|| format!("read /proc/{pid}/cgroup"))?,
@@ -72,6 +90,7 @@ pub fn host_facts(pid: Option<i32>) -> anyhow::Result<HostFacts> {
         journal_root: PathBuf::from(HOST_JOURNAL_ROOT),
         selinux: selinux_enabled(),
         host_machine_id: host_machine_id(),
+        image_systemd,
         machined: crate::machine::probe(),
     })
 }

@@ -7,8 +7,11 @@
 //! `journalctl OCI_CONTAINER_ID=<id>`.
 //!
 //! The level comes from `OCI_SYSTEMD_HOOK_LOG` (`error`, `warn`, `info`,
-//! `debug`; default `info`). The syslog socket is connected once at start,
-//! before the hook joins a container's mount namespace.
+//! `debug`; default `info`). The system log is connected once, at the first
+//! record or at [`connect`], whichever comes first: prestart calls
+//! [`connect`] once it knows it has work, before it joins a container's mount
+//! namespace (whose `/dev/log` is the container's); a run that logs nothing
+//! (the no-op at level `warn`) never opens a socket.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -28,17 +31,27 @@ enum Sink {
     Syslog(syslog::Logger<LoggerBackend, Formatter3164>),
 }
 
+/// Where records go besides stderr: `Pending` until [`connect`] (or the
+/// first record), then the sink found, if any.
+enum Slot {
+    Pending,
+    Connected(Option<Sink>),
+}
+
 struct HookLogger {
-    sink: Mutex<Option<Sink>>,
+    sink: Mutex<Slot>,
     context: Mutex<String>,
+    /// The journal fields of the context (`OCI_CONTAINER_ID`, `OCI_STAGE`).
+    fields: Mutex<Vec<(&'static str, String)>>,
 }
 
 static LOGGER: HookLogger = HookLogger {
-    sink: Mutex::new(None),
+    sink: Mutex::new(Slot::Pending),
     context: Mutex::new(String::new()),
+    fields: Mutex::new(Vec::new()),
 };
 
-fn journal(fields: &[(&str, &str)]) -> Option<JournalLog> {
+fn journal(fields: &[(&str, String)]) -> Option<JournalLog> {
     if !systemd_journal_logger::connected_to_journal()
         && !std::path::Path::new("/run/systemd/journal/socket").exists()
     {
@@ -61,26 +74,44 @@ pub fn parse_level(s: &str) -> Option<LevelFilter> {
     }
 }
 
-/// Installs the logger once; later calls do nothing.
+/// Installs the logger once (the level from [`LEVEL_ENV`]); later calls do
+/// nothing. Opens nothing: the system log is connected by [`connect`] or the
+/// first record.
 pub fn init() {
     let level = std::env::var(LEVEL_ENV)
         .ok()
         .and_then(|s| parse_level(&s))
         .unwrap_or(LevelFilter::Info);
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// Connects the system log (journald's socket, else `/dev/log`) unless it
+/// is connected already. Call it before joining another mount namespace: a
+/// record logged there must not look for the socket in the container.
+pub fn connect() {
+    if let Ok(mut slot) = LOGGER.sink.lock() {
+        connect_slot(&mut slot);
+    }
+}
+
+fn connect_slot(slot: &mut Slot) {
+    if matches!(slot, Slot::Connected(_)) {
+        return;
+    }
+    let fields = LOGGER.fields.lock().map(|f| f.clone()).unwrap_or_default();
     let formatter = Formatter3164 {
         facility: Facility::LOG_DAEMON,
         hostname: None,
         process: "oci-systemd-hook".into(),
         pid: std::process::id(),
     };
-    if let Ok(mut slot) = LOGGER.sink.lock() {
-        *slot = journal(&[])
+    *slot = Slot::Connected(
+        journal(&fields)
             .map(Sink::Journal)
-            .or_else(|| syslog::unix(formatter).ok().map(Sink::Syslog));
-    }
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(level);
-    }
+            .or_else(|| syslog::unix(formatter).ok().map(Sink::Syslog)),
+    );
 }
 
 /// `s` with every control character (newline, carriage return, tab, escape,
@@ -112,16 +143,18 @@ pub fn set_context(id: &str, short_id: &str, stage: Option<&str>) {
             None => short_id.to_string(),
         };
     }
+    let mut fields = vec![("OCI_CONTAINER_ID", id.to_string())];
+    if let Some(stage) = stage {
+        fields.push(("OCI_STAGE", stage.to_string()));
+    }
+    if let Ok(mut f) = LOGGER.fields.lock() {
+        f.clone_from(&fields);
+    }
     if let Ok(mut slot) = LOGGER.sink.lock()
-        && matches!(*slot, Some(Sink::Journal(_)))
+        && matches!(*slot, Slot::Connected(Some(Sink::Journal(_))))
+        && let Some(j) = journal(&fields)
     {
-        let mut fields = vec![("OCI_CONTAINER_ID", id)];
-        if let Some(stage) = stage {
-            fields.push(("OCI_STAGE", stage));
-        }
-        if let Some(j) = journal(&fields) {
-            *slot = Some(Sink::Journal(j));
-        }
+        *slot = Slot::Connected(Some(Sink::Journal(j)));
     }
 }
 
@@ -146,7 +179,11 @@ impl Log for HookLogger {
         let Ok(mut slot) = self.sink.lock() else {
             return;
         };
-        match slot.as_mut() {
+        connect_slot(&mut slot);
+        let Slot::Connected(sink) = &mut *slot else {
+            return;
+        };
+        match sink.as_mut() {
             // Journal fields come from the extra fields and the record's
             // key-values (`action = ...` becomes OCI_ACTION).
             Some(Sink::Journal(j)) => {

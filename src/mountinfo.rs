@@ -244,6 +244,9 @@ pub fn parse(data: &[u8]) -> Result<Vec<Mount>, ParseError> {
         .collect()
 }
 
+/// The first read of a mount table, in bytes (a table of about 400 mounts).
+const READ_CHUNK: usize = 64 * 1024;
+
 /// Reads and parses `/proc/<pid>/mountinfo`, or `/proc/self/mountinfo` for
 /// `None`: the mount table of that process's mount namespace, as seen from
 /// its root.
@@ -257,7 +260,9 @@ pub fn read(pid: Option<i32>) -> std::io::Result<Vec<Mount>> {
         Some(p) => format!("/proc/{p}/mountinfo"),
         None => "/proc/self/mountinfo".to_string(),
     };
-    let mut data = Vec::new();
+    // One read for most tables: procfs files have no size, and an empty
+    // Vec would make read_to_end start with 32-byte reads.
+    let mut data = Vec::with_capacity(READ_CHUNK);
     std::fs::File::open(&path)?
         .take(MAX_MOUNTINFO_BYTES + 1)
         .read_to_end(&mut data)?;

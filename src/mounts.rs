@@ -43,6 +43,21 @@ pub fn new_tmpfs(options: &TmpfsOptions) -> io::Result<OwnedFd> {
     )?)
 }
 
+/// A new cgroup2 mount (nosuid, nodev, noexec), detached: never attached in
+/// the hook's namespace. Its root is the root of the cgroup2 hierarchy of
+/// the caller's cgroup namespace.
+pub fn new_cgroup2() -> io::Result<OwnedFd> {
+    let fs = fsopen("cgroup2", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    fsconfig_create(&fs)?;
+    Ok(fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NOSUID
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+    )?)
+}
+
 /// A detached, read-only-to-be bind of a new file holding `contents`, on a
 /// private tmpfs that is never attached anywhere: attach the result where the
 /// file should appear.

@@ -113,7 +113,7 @@ fn prestart(state: &HookState, start: Instant) -> anyhow::Result<()> {
         Decision::Apply(m) => m,
     };
     let parsed = Instant::now();
-    let facts = host_facts(Some(pid)).context("reading host facts")?;
+    let facts = host_facts(Some(pid), Some(&config.rootfs)).context("reading host facts")?;
     let plan = plan::prestart(&config, &facts, &state.id, &machine_id)?;
     for s in &plan.skipped {
         if s.is_warning() {
@@ -149,11 +149,14 @@ fn prestart(state: &HookState, start: Instant) -> anyhow::Result<()> {
             .unwrap_or_default(),
     };
     log::info!(
-        "prepared {} for systemd: {} host and {} container steps, machine-id {machine_id}, cgroups {}{machine}",
+        "prepared {} for systemd: {} host and {} container steps, machine-id {machine_id}, {} host, cgroups {}{machine}",
         config.rootfs.display(),
         plan.host.len(),
         plan.container.len(),
-        facts.layout
+        facts.layout,
+        plan.cgroup_model
+            .map(|c| c.to_string())
+            .unwrap_or("not planned".into())
     );
     Ok(())
 }
@@ -179,6 +182,7 @@ fn poststop(state: &HookState) -> anyhow::Result<()> {
         &state.id,
         &machine_id,
         crate::facts::host_machine_id().as_deref(),
+        crate::cgroup::detect_layout().is_ok_and(|l| l == crate::cgroup::Layout::Legacy),
         crate::machine::probe(),
     );
     apply::poststop(&plan, &config.rootfs)?;

@@ -278,3 +278,221 @@ fn control_characters_in_the_id_never_start_a_line_of_their_own() {
     one_error_line(&o, "config.json");
     assert!(!o.stderr.contains(&b'\r') && !o.stderr.contains(&0x1b));
 }
+
+// The runtime wrapper, with /bin/echo as the "runtime": what it is exec'd
+// with is on stdout.
+
+const SYSTEMD_CONFIG: &str = r#"{"ociVersion":"1.0.2-dev","process":{"args":["/sbin/init"],"cwd":"/","x-unknown":[1,2]},"root":{"path":"rootfs"},"hooks":{"prestart":[{"path":"/usr/bin/true"}]},"linux":{"cgroupsPath":"/docker/a"}}"#;
+
+fn wrapper_bundle(config: &str) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("config.json"), config).unwrap();
+    t
+}
+
+fn stdout_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn runtime_adds_the_hook_on_create_and_execs_with_the_arguments_unchanged() {
+    let t = wrapper_bundle(SYSTEMD_CONFIG);
+    let b = t.path().to_str().unwrap();
+    let args = [
+        "runtime",
+        "--runtime",
+        "/bin/echo",
+        "--",
+        "--root",
+        "/r",
+        "--log",
+        "/l",
+        "create",
+        "--bundle",
+        b,
+        "--pid-file",
+        "/p",
+        "id1",
+    ];
+    let o = run(&args, b"", t.path(), false);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        stdout_of(&o),
+        format!("--root /r --log /l create --bundle {b} --pid-file /p id1\n")
+    );
+    assert!(o.stderr.is_empty(), "{o:?}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.path().join("config.json")).unwrap()).unwrap();
+    let hook = std::fs::canonicalize(HOOK).unwrap();
+    let hook = hook.to_str().unwrap();
+    assert_eq!(
+        doc["hooks"],
+        serde_json::json!({
+            "prestart": [{"path": "/usr/bin/true"},
+                         {"path": hook, "args": ["oci-systemd-hook", "prestart"]}],
+            "poststop": [{"path": hook, "args": ["oci-systemd-hook", "poststop"]}]
+        })
+    );
+    assert_eq!(doc["process"]["x-unknown"], serde_json::json!([1, 2]));
+    // A second create of the same bundle adds nothing.
+    let before = std::fs::read(t.path().join("config.json")).unwrap();
+    let o = run(&args, b"", t.path(), false);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(std::fs::read(t.path().join("config.json")).unwrap(), before);
+}
+
+#[test]
+fn runtime_link_name_and_env_runtime_default_bundle_is_the_cwd() {
+    let t = wrapper_bundle(SYSTEMD_CONFIG);
+    let link = t.path().join("oci-systemd-runtime");
+    std::os::unix::fs::symlink(HOOK, &link).unwrap();
+    let o = Command::new(&link)
+        .args(["run", "-d", "id2"])
+        .current_dir(t.path())
+        .env("OCI_SYSTEMD_HOOK_RUNTIME", "/bin/echo")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(stdout_of(&o), "run -d id2\n");
+    let text = std::fs::read_to_string(t.path().join("config.json")).unwrap();
+    assert!(
+        text.contains(r#""args":["oci-systemd-hook","poststop"]"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn runtime_leaves_a_non_systemd_container_and_other_commands_alone() {
+    let config = SYSTEMD_CONFIG.replace("/sbin/init", "/bin/sh");
+    let t = wrapper_bundle(&config);
+    let b = t.path().to_str().unwrap();
+    let o = run(
+        &["runtime", "--runtime=/bin/echo", "create", "-b", b, "x"],
+        b"",
+        t.path(),
+        false,
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("config.json")).unwrap(),
+        config
+    );
+    // Fields only the hook needs (root.path, id mappings of a user
+    // namespace) never stop a container the hook leaves alone.
+    let odd = r#"{"process":{"args":["sh"]},"linux":{"namespaces":[{"type":"user"}]}}"#;
+    std::fs::write(t.path().join("config.json"), odd).unwrap();
+    let o = run(
+        &["runtime", "--runtime=/bin/echo", "create", "-b", b, "x"],
+        b"",
+        t.path(),
+        false,
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(stdout_of(&o), format!("create -b {b} x\n"));
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("config.json")).unwrap(),
+        odd
+    );
+    // Not create/run: no config read even when there is none.
+    for sub in ["start", "state", "delete", "kill"] {
+        let o = run(
+            &[
+                "runtime",
+                "--runtime",
+                "/bin/echo",
+                sub,
+                "--bundle",
+                "/nonexistent",
+                "x",
+            ],
+            b"",
+            t.path(),
+            false,
+        );
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        assert_eq!(stdout_of(&o), format!("{sub} --bundle /nonexistent x\n"));
+    }
+}
+
+#[test]
+fn runtime_errors_leave_config_unchanged_and_do_not_run_the_runtime() {
+    let bad_hooks = SYSTEMD_CONFIG.replace(
+        r#""hooks":{"prestart":[{"path":"/usr/bin/true"}]}"#,
+        r#""hooks":[]"#,
+    );
+    for (config, needle) in [
+        (bad_hooks.as_str(), "`hooks` is not an object"),
+        (r#"{"process":{"args":["/sbin/init"]}"#, "is not valid JSON"),
+        (
+            r#"{"process":{"args":"/sbin/init"},"root":{"path":"r"}}"#,
+            "process.args",
+        ),
+    ] {
+        let t = wrapper_bundle(config);
+        let log = t.path().join("log.json");
+        let b = t.path().to_str().unwrap();
+        let l = log.to_str().unwrap();
+        let o = run(
+            &[
+                "runtime",
+                "--runtime",
+                "/bin/echo",
+                "--log",
+                l,
+                "--log-format",
+                "json",
+                "create",
+                "--bundle",
+                b,
+                "x",
+            ],
+            b"",
+            t.path(),
+            false,
+        );
+        one_error_line(&o, needle);
+        assert!(o.stdout.is_empty(), "the runtime ran: {o:?}");
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("config.json")).unwrap(),
+            config
+        );
+        let entry: serde_json::Value =
+            serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+        assert_eq!(entry["level"], "error");
+        assert!(entry["msg"].as_str().unwrap().contains(needle), "{entry}");
+    }
+    // No config.json at all.
+    let t = tempfile::tempdir().unwrap();
+    let o = run(
+        &["runtime", "--runtime", "/bin/echo", "create", "x"],
+        b"",
+        t.path(),
+        false,
+    );
+    one_error_line(&o, "config.json");
+    assert!(o.stdout.is_empty(), "{o:?}");
+    // Usage errors exit 2; a runtime that is the wrapper again stops.
+    let o = run(&["runtime", "--runtime"], b"", t.path(), false);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let o = run(
+        &[
+            "runtime",
+            "--runtime",
+            HOOK,
+            "--",
+            "runtime",
+            "--runtime",
+            HOOK,
+            "state",
+            "x",
+        ],
+        b"",
+        t.path(),
+        false,
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("OCI_SYSTEMD_HOOK_WRAPPED"),
+        "{o:?}"
+    );
+}

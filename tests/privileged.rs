@@ -1402,3 +1402,238 @@ fn a_system_bus_that_never_answers_is_one_warning_and_prestart_exits_0() {
     );
     assert_prepared(&sb);
 }
+
+/// The cgroup2 view on a hybrid host, for an image whose systemd has no v1
+/// support (262) and one with no systemd found: the host's cgroup2 hierarchy
+/// (`/sys/fs/cgroup/unified`) read-only at `/sys/fs/cgroup` with the own
+/// cgroup writable at its path; with a private cgroupns the own cgroup at
+/// `/sys/fs/cgroup`. No v1 tmpfs of the hook's.
+#[test]
+#[serial_test::serial]
+fn hybrid_host_gives_a_v2_only_systemd_the_cgroup2_view() {
+    if oci_systemd_hook::cgroup::detect_layout().unwrap() != Layout::Hybrid {
+        eprintln!("not a hybrid host: the hybrid rule is tested in the VMs");
+        return;
+    }
+    for systemd in [Some(262), None] {
+        let sb = Sandbox::with_systemd(json!({}), None, systemd);
+        let host_before = host_mounts();
+        assert_ok(&sb.prestart());
+        let h = sb
+            .mount_at("/sys/fs/cgroup")
+            .expect("cgroup2 at /sys/fs/cgroup");
+        assert_eq!(h.fs_type, "cgroup2", "{systemd:?}");
+        assert_eq!(h.root, Path::new("/"));
+        assert!(has_flag(&h, "ro"), "hierarchy read-only");
+        let own = sb
+            .mount_at(&format!("/sys/fs/cgroup{}", sb.cgroup))
+            .expect("own cgroup");
+        assert_eq!(own.fs_type, "cgroup2");
+        assert_eq!(own.root, Path::new(&sb.cgroup));
+        assert!(has_flag(&own, "rw"), "own cgroup writable");
+        assert!(sb.mount_at("/sys/fs/cgroup/systemd").is_none());
+        assert_eq!(host_mounts(), host_before);
+        assert_ok(&sb.poststop());
+
+        let sb = Sandbox::with_systemd(
+            json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "cgroup"}]}}),
+            None,
+            systemd,
+        );
+        assert_ok(&sb.prestart());
+        let m = sb.mount_at("/sys/fs/cgroup").unwrap();
+        assert_eq!(m.fs_type, "cgroup2");
+        assert_eq!(m.root, Path::new(&sb.cgroup));
+        assert!(has_flag(&m, "rw"));
+    }
+}
+
+/// User namespaces with the cgroup2 view on a hybrid host: the own cgroup2
+/// directory and the files systemd writes belong to mapped root, its parent
+/// does not; a failed prestart gives them back.
+#[test]
+#[serial_test::serial]
+fn user_namespace_root_owns_its_cgroup2_dir_on_a_hybrid_host() {
+    if oci_systemd_hook::cgroup::detect_layout().unwrap() != Layout::Hybrid {
+        eprintln!("not a hybrid host: the hybrid rule is tested in the VMs");
+        return;
+    }
+    let sb = Sandbox::with_systemd(userns_config(), None, Some(262));
+    assert_ok(&sb.prestart());
+    let cg = Path::new("/sys/fs/cgroup/unified").join(sb.cgroup.trim_start_matches('/'));
+    for f in [
+        "",
+        "cgroup.procs",
+        "cgroup.subtree_control",
+        "cgroup.threads",
+    ] {
+        let m = std::fs::metadata(cg.join(f)).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (100000, 100000),
+            "{}",
+            cg.join(f).display()
+        );
+    }
+    assert_eq!(std::fs::metadata(cg.parent().unwrap()).unwrap().uid(), 0);
+    // The v1 name=systemd cgroup is not the one systemd uses: not chowned.
+    let v1 = Path::new("/sys/fs/cgroup/systemd").join(sb.cgroup.trim_start_matches('/'));
+    assert_eq!(std::fs::metadata(&v1).unwrap().uid(), 0);
+
+    // A prestart that fails after the delegation gives the files back.
+    let sb = Sandbox::with_systemd(userns_config(), None, Some(262));
+    std::fs::remove_dir_all(sb.rootfs.join("tmp")).unwrap();
+    std::fs::write(sb.rootfs.join("tmp"), b"a file where a directory belongs").unwrap();
+    let o = sb.prestart();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let cg = Path::new("/sys/fs/cgroup/unified").join(sb.cgroup.trim_start_matches('/'));
+    for f in ["", "cgroup.procs"] {
+        assert_eq!(
+            std::fs::metadata(cg.join(f)).unwrap().uid(),
+            0,
+            "{f} given back"
+        );
+    }
+}
+
+/// A stand-in for a legacy (v1-only) host: a process in a private mount
+/// namespace where cgroup2 is unmounted (`/sys/fs/cgroup/unified`), so that
+/// the hook run there sees no cgroup2 anywhere.
+struct LegacyHost(std::process::Child);
+
+impl LegacyHost {
+    fn new() -> LegacyHost {
+        let ours = ns_inode(std::process::id());
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("umount /sys/fs/cgroup/unified && exec sleep 600")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        while ns_inode(pid) == ours
+            || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n"
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        LegacyHost(child)
+    }
+}
+
+impl Drop for LegacyHost {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A legacy host and an image whose systemd has no v1 support (262): the
+/// hook mounts a cgroup2 of its own in the container's namespace (read-only,
+/// the container's cgroup writable), moves the container into
+/// `/oci-systemd-hook-<id>` of cgroup2 and removes that cgroup at poststop;
+/// a failed prestart removes it at once. Nothing is mounted on the host.
+#[test]
+#[serial_test::serial]
+fn legacy_host_gives_a_v2_only_systemd_a_cgroup2_of_its_own() {
+    if oci_systemd_hook::cgroup::detect_layout().unwrap() != Layout::Hybrid {
+        eprintln!("needs a hybrid host to stand in for a legacy one");
+        return;
+    }
+    let host = LegacyHost::new();
+    let mut sb = Sandbox::with_systemd(json!({}), Some(host.0.id()), Some(262));
+    let name = format!("oci-systemd-hook-{}", sb.id);
+    // Seen from here, where cgroup2 is still mounted.
+    let on_host = Path::new("/sys/fs/cgroup/unified").join(&name);
+    let host_before = host_mounts();
+    assert_ok(&sb.prestart());
+    assert!(on_host.is_dir(), "{} made", on_host.display());
+    let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", sb.pid())).unwrap();
+    assert!(cg.contains(&format!("0::/{name}\n")), "moved: {cg}");
+    let h = sb
+        .mount_at("/sys/fs/cgroup")
+        .expect("cgroup2 at /sys/fs/cgroup");
+    assert_eq!(h.fs_type, "cgroup2");
+    assert_eq!(h.root, Path::new("/"));
+    assert!(has_flag(&h, "ro"));
+    let own = sb
+        .mount_at(&format!("/sys/fs/cgroup/{name}"))
+        .expect("own cgroup");
+    assert_eq!(own.fs_type, "cgroup2");
+    assert_eq!(own.root, Path::new("/").join(&name));
+    assert!(has_flag(&own, "rw"));
+    assert_eq!(host_mounts(), host_before, "nothing mounted on the host");
+    // systemd would make cgroups beneath its own: poststop removes them too.
+    std::fs::create_dir(on_host.join("init.scope")).unwrap();
+    let _ = sb.sleeper.kill();
+    let _ = sb.sleeper.wait();
+    assert_ok(&sb.poststop());
+    assert!(
+        !on_host.exists(),
+        "{} removed at poststop",
+        on_host.display()
+    );
+
+    // A failed prestart: the cgroup is gone at once, the process back at
+    // the root of cgroup2.
+    let sb = Sandbox::with_systemd(json!({}), Some(host.0.id()), Some(262));
+    std::fs::remove_dir_all(sb.rootfs.join("tmp")).unwrap();
+    std::fs::write(sb.rootfs.join("tmp"), b"a file where a directory belongs").unwrap();
+    let o = sb.prestart();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let on_host = Path::new("/sys/fs/cgroup/unified").join(format!("oci-systemd-hook-{}", sb.id));
+    assert!(
+        !on_host.exists(),
+        "{} removed after the failure",
+        on_host.display()
+    );
+    let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", sb.pid())).unwrap();
+    assert!(cg.contains("0::/\n"), "moved back: {cg}");
+    assert_eq!(host_mounts(), host_before);
+
+    // With a user namespace mapped root owns the cgroup and what systemd
+    // writes in it; its parent (the cgroup2 root) stays root's.
+    let mut sb = Sandbox::with_systemd(userns_config(), Some(host.0.id()), Some(262));
+    assert_ok(&sb.prestart());
+    let on_host = Path::new("/sys/fs/cgroup/unified").join(format!("oci-systemd-hook-{}", sb.id));
+    for f in [
+        "",
+        "cgroup.procs",
+        "cgroup.subtree_control",
+        "cgroup.threads",
+    ] {
+        let m = std::fs::metadata(on_host.join(f)).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (100000, 100000),
+            "{}",
+            on_host.join(f).display()
+        );
+    }
+    assert_eq!(
+        std::fs::metadata("/sys/fs/cgroup/unified").unwrap().uid(),
+        0
+    );
+    let _ = sb.sleeper.kill();
+    let _ = sb.sleeper.wait();
+    assert_ok(&sb.poststop());
+    assert!(!on_host.exists());
+
+    // A v1-capable systemd on the same host keeps the v1 view: no cgroup2.
+    let sb = Sandbox::with_systemd(json!({}), Some(host.0.id()), Some(257));
+    assert_ok(&sb.prestart());
+    assert_eq!(sb.mount_at("/sys/fs/cgroup").unwrap().fs_type, "tmpfs");
+    assert!(
+        !Path::new("/sys/fs/cgroup/unified")
+            .join(format!("oci-systemd-hook-{}", sb.id))
+            .exists()
+    );
+}

@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
         journal_root: PathBuf::from("/var/log/journal"),
         selinux: sel.get(2).is_some_and(|b| b & 1 == 1),
         host_machine_id: None,
+        image_systemd: sel.get(3).and_then(|b| (*b != 0).then(|| 200 + u32::from(*b % 80))),
         machined: if sel.get(2).is_some_and(|b| b & 2 == 2) { Machined::Possible } else { Machined::NotSystemdHost },
     };
     let Ok(p) = plan::prestart(&config, &facts, &id, &machine_id) else { return };
@@ -53,6 +54,11 @@ fuzz_target!(|data: &[u8]| {
                 beneath_ok(source);
             }
             HostStep::Open { source, .. } => beneath_ok(source),
+            HostStep::MakeCgroup2 { name, members, .. } => {
+                assert!(name.starts_with("oci-systemd-hook-") && !name.contains('/'));
+                assert!(matches!(members, HostSource::Beneath { .. }));
+                beneath_ok(members);
+            }
             HostStep::RegisterMachine(m) => {
                 assert!(name_is_valid(&m.name) && m.root_directory.is_absolute());
                 assert!(matches!(p.host.last(), Some(HostStep::RegisterMachine(_))), "registration is the last host step");
@@ -63,7 +69,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = a.to_string();
         match a {
             ContainerStep::Tmpfs { dest, .. } | ContainerStep::Mkdir { dest, .. }
-            | ContainerStep::RemountReadOnly { dest } | ContainerStep::WriteFile { dest, .. } => {
+            | ContainerStep::RemountReadOnly { dest } | ContainerStep::WriteFile { dest, .. }
+            | ContainerStep::BindWritable { dest } => {
                 assert!(dest.is_absolute())
             }
             ContainerStep::BindContents { dest, contents } => assert!(dest.is_absolute() && contents.len() == 33),
@@ -74,11 +81,12 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let post = plan::poststop(&config, &id, &machine_id, None, facts.machined);
+    let post = plan::poststop(&config, &id, &machine_id, None, layout == Layout::Legacy, facts.machined);
     for h in &post.host {
         let _ = h.to_string();
         match h {
             PoststopHostStep::RemoveUnfinishedHostDir { path, .. } => assert!(path.starts_with("/var/log/journal")),
+            PoststopHostStep::RemoveCgroup2 { name } => assert!(!name.contains('/')),
             PoststopHostStep::TerminateMachine(m) => assert!(name_is_valid(&m.name)),
         }
     }

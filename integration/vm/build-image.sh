@@ -34,8 +34,9 @@ die() { printf 'build-image: error: %s\n' "$*" >&2; exit 1; }
 # systemd-container, for integration/machine.bats).
 packages=(
   linux-image-cloud-amd64 initramfs-tools udev kmod
-  systemd systemd-sysv dbus systemd-container
+  systemd systemd-sysv dbus
   podman crun runc conmon netavark catatonit iptables
+  docker.io containerd systemd-container
   uidmap dbus-user-session libpam-systemd
   bats util-linux procps coreutils mawk diffutils findutils grep sed tar gzip
 )
@@ -115,7 +116,7 @@ mmdebstrap --variant=minbase --include="$inc" \
   --customize-hook="install -m 0644 '$tmp/osh-vm.service' \"\$1/etc/systemd/system/osh-vm.service\"" \
   --customize-hook="install -m 0755 '$tmp/osh-vm-boot' \"\$1/usr/local/sbin/osh-vm-boot\"" \
   --customize-hook='chroot "$1" systemctl enable osh-vm.service' \
-  --customize-hook='chroot "$1" systemctl mask systemd-firstboot.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer podman-auto-update.timer podman-restart.service' \
+  --customize-hook='chroot "$1" systemctl mask systemd-firstboot.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer podman-auto-update.timer podman-restart.service docker.service docker.socket containerd.service' \
   --customize-hook='mkdir -p "$1/var/log/journal"' \
   "$suite" "$tmp/tree" >&2
 

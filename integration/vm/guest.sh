@@ -126,6 +126,7 @@ main() {
       machine-crun) rt=crun file=machine.bats filter= ;;
       machine-runc) rt=runc file=machine.bats filter= ;;
       compare) rt=crun file= ;;
+      docker) rt=runc file=docker.bats ;;
       *) echo "OSH-VM: unknown run $name"; return 1 ;;
     esac
     echo "OSH-VM: run $name start uptime=$(now)"
@@ -164,7 +165,7 @@ main() {
     echo "OSH-VM: collecting evidence for the failures"
     for name in $runs; do
       [ "$(cat "$out/$name.rc")" = 0 ] && continue
-      case "$name" in userns | rootless | compare) continue ;; esac
+      case "$name" in userns | rootless | compare | docker) continue ;; esac
       case "$name" in podman-crun | machine-crun) rt=crun ;; *) rt=runc ;; esac
       [ -d "$out/diag-$rt-host" ] || { diag_podman "$rt" host; diag_podman "$rt" private; }
     done

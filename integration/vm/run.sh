@@ -9,7 +9,7 @@
 #
 # Per layout: a qcow2 overlay over the cached image (the cache stays clean),
 # direct kernel boot, no network. Disk 2 is a tar with the hook binary
-# (target/release), integration/, hooks.d/ and vm-params; the image's
+# (target/release), integration/, hooks.d/, deploy/ and vm-params; the image's
 # osh-vm.service runs integration/vm/guest.sh from it after multi-user.target,
 # which writes its results as a tar onto disk 3 and powers the VM off.
 # On the unified layout a second VM, unified-userns, runs the user namespace
@@ -20,9 +20,11 @@
 #   OSH_VM_LAYOUTS        layouts to run (default "unified hybrid legacy")
 #   OSH_VM_RUNS           suite runs per guest: podman-crun (podman.bats, crun),
 #                         podman-runc (podman.bats, runc), runc (runc.bats),
-#                         compare (compare-mounts.sh); default all four;
+#                         compare (compare-mounts.sh), docker (docker.bats);
+#                         default the first four, and docker on unified;
 #                         also machine-crun, machine-runc (machine.bats,
 #                         systemd-machined), not in the default
+#   OSH_VM_DOCKER         0: no docker run on the unified layout (default 1)
 #   OSH_VM_USERNS         0: no unified-userns VM (default 1)
 #   OSH_VM_FILTER         bats --filter (default "cgroupns": the host and private
 #                         cgroupns boot cases of podman.bats and runc.bats; empty
@@ -167,7 +169,15 @@ done
 
 # vm_layout VM: the cgroup layout a VM boots; vm_runs VM: the suite runs in it.
 vm_layout() { echo "${1%-userns}"; }
-vm_runs() { if [ "$1" = unified-userns ]; then echo "userns rootless"; else echo "$runs"; fi; }
+vm_runs() {
+  case "$1" in
+    unified-userns) echo "userns rootless" ;;
+    # Docker through the runtime wrapper on cgroup v2 (private cgroupns by
+    # default, the systemd cgroup driver): on the unified layout only.
+    unified) if [ -z "${OSH_VM_RUNS:-}" ] && [ "${OSH_VM_DOCKER:-1}" != 0 ]; then echo "$runs docker"; else echo "$runs"; fi ;;
+    *) echo "$runs" ;;
+  esac
+}
 
 layout_args() {
   case "$(vm_layout "$1")" in
@@ -219,7 +229,7 @@ run_layout() {
       printf 'OSH_VM_LAYOUT=%q\nOSH_VM_RUNS=%q\nOSH_VM_FILTER=%q\nOSH_VM_CASE_TIMEOUT=%q\nOSH_VM_RUN_TIMEOUT=%q\nOSH_VM_GUEST_DEADLINE=%q\n' \
         "$(vm_layout "$layout")" "$(vm_runs "$layout")" "$filter" "$case_timeout" "$run_timeout" "$guest_deadline" \
         > "$work/$layout-params/vm-params" &&
-      tar -cf "$in" -C "$root" integration hooks.d -C "$work/stage" target \
+      tar -cf "$in" -C "$root" integration hooks.d deploy -C "$work/stage" target \
         -C "$work/$layout-params" vm-params &&
       truncate -s 256M "$out"
   } || { log "$layout: ERROR could not prepare the VM's disks in $work"; return 2; }

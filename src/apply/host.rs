@@ -13,7 +13,7 @@ use pathrs::Root;
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::guard::{HostIds, Refusal};
-use super::{chown_to, file_facts, hostdir, machine, members};
+use super::{cgroup2, chown_to, file_facts, hostdir, machine, members};
 use crate::config::Owner;
 use crate::mounts;
 use crate::plan::{HostSource, HostStep, ObjectId, PoststopHostStep};
@@ -32,6 +32,12 @@ pub(super) enum Change {
         fd: OwnedFd,
         uid: u32,
         gid: u32,
+    },
+    /// Move the processes of the cgroup `name` of the cgroup2 mount `mnt`
+    /// back to its root, then remove `name`.
+    Cgroup2 {
+        mnt: OwnedFd,
+        name: String,
     },
 }
 
@@ -64,6 +70,11 @@ impl Undo {
                 Change::Chown { fd, uid, gid } => {
                     if let Err(e) = chown_to(fd.as_fd(), Owner { uid, gid }) {
                         log::warn!("cannot restore an owner after a failed prestart: {e}");
+                    }
+                }
+                Change::Cgroup2 { mnt, name } => {
+                    if let Err(e) = cgroup2::undo(mnt.as_fd(), &name) {
+                        log::warn!("cannot remove cgroup2 /{name} after a failed prestart: {e:#}");
                     }
                 }
             }
@@ -201,6 +212,8 @@ pub(super) fn run(
     let mut objects = HostObjects::default();
     let mut unfinished = hostdir::Unfinished::default();
     let mut pending = None;
+    // The cgroup2 a MakeCgroup2 step mounted, detached.
+    let mut own_cgroup2: Option<OwnedFd> = None;
     let mut skipped_dirs: Vec<&Path> = Vec::new();
     // The own cgroup is both delegated and bound: check its processes once.
     let mut checked: Vec<&HostSource> = Vec::new();
@@ -232,8 +245,24 @@ pub(super) fn run(
                 check_once(source, &mut checked, container).with_context(|| step.to_string())?;
                 delegate_cgroup(source, files, *owner, undo).with_context(|| step.to_string())?;
             }
+            HostStep::MakeCgroup2 {
+                name,
+                members,
+                owner,
+            } => {
+                check_once(members, &mut checked, container).with_context(|| step.to_string())?;
+                let mnt =
+                    cgroup2::make(name, members, *owner, undo).with_context(|| step.to_string())?;
+                own_cgroup2 = Some(mnt);
+            }
             HostStep::Open { object, source } => {
                 let fd = match source {
+                    HostSource::HookCgroup2 => Some(
+                        own_cgroup2
+                            .as_ref()
+                            .context("no cgroup2 was mounted by the hook")
+                            .and_then(|m| Ok(m.try_clone()?)),
+                    ),
                     HostSource::Path(p) if skipped_dirs.contains(&p.as_path()) => None,
                     HostSource::Path(_) => Some(open_host_source(source)),
                     HostSource::Beneath { .. } => {
@@ -262,6 +291,7 @@ pub(super) fn run_poststop(step: &PoststopHostStep) -> anyhow::Result<()> {
         PoststopHostStep::RemoveUnfinishedHostDir { path, marker } => {
             hostdir::remove_unfinished(path, marker)
         }
+        PoststopHostStep::RemoveCgroup2 { name } => cgroup2::remove(name),
         // Never an error: at most one warning.
         PoststopHostStep::TerminateMachine(m) => {
             match machine::terminate(m) {
@@ -348,5 +378,6 @@ fn open_host_source(source: &HostSource) -> anyhow::Result<OwnedFd> {
             let handle = root.resolve(path)?;
             Ok(mounts::clone_of(handle.as_fd())?)
         }
+        HostSource::HookCgroup2 => bail!("the hook's cgroup2 is opened by its MakeCgroup2 step"),
     }
 }

@@ -4,19 +4,18 @@
 //! needs, walking the cgroup tree with file descriptors.
 
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use pathrs::Root;
 use pathrs::flags::OpenFlags;
-use pathrs::{Handle, Root};
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
 use super::guard::{self, MAX_CGROUPS_CHECKED, MAX_PROCS_BYTES, Member, Refusal, ThreadNs};
 use super::host::Container;
-use crate::mounts;
 use crate::plan::HostSource;
 
 /// Checks that every process in the cgroup `source` and in every cgroup
@@ -35,17 +34,22 @@ pub(super) fn check_cgroup_is_the_containers(
     let HostSource::Beneath { base, path } = source else {
         return Ok(());
     };
-    let own = Root::open(base)?
-        .resolve(path)?
-        .reopen(OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY)?;
+    // Opened for reading by pathrs in one lookup (openat2 inside `base`),
+    // not as an O_PATH handle reopened through /proc.
+    let own = Root::open(base)?.open_subpath(path, OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY)?;
     let mut todo: Vec<(OwnedFd, PathBuf)> = vec![(own.into(), path.clone())];
     let mut found = 1;
     let mut budget = MAX_PROCS_BYTES;
     while let Some((dir, rel)) = todo.pop() {
-        let procs = mounts::open_beneath(dir.as_fd(), Path::new("cgroup.procs"))?;
+        let procs = rustix::fs::openat2(
+            &dir,
+            "cgroup.procs",
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )?;
         let mut text = String::new();
-        Handle::from_fd(procs)
-            .reopen(OpenFlags::O_RDONLY)?
+        std::fs::File::from(procs)
             .take(budget + 1)
             .read_to_string(&mut text)?;
         budget = budget

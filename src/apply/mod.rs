@@ -50,6 +50,7 @@ use crate::config::Owner;
 use crate::plan::{Plan, PoststopPlan};
 use guard::HostIds;
 
+mod cgroup2;
 mod container;
 pub mod guard;
 mod host;
@@ -144,7 +145,9 @@ fn prestart_inner(
         unfinished,
         machine,
     } = host::run(&plan.host, &container, undo)?;
-    // 3. Join the container's mount namespace and work under the rootfs.
+    // 3. Join the container's mount namespace and work under the rootfs;
+    // the system log first, while /dev/log is still the host's.
+    crate::log::connect();
     rustix::thread::move_into_link_name_space(
         container.mnt_ns.as_fd(),
         Some(rustix::thread::LinkNameSpaceType::Mount),
@@ -333,18 +336,22 @@ fn mnt_id(fd: BorrowedFd<'_>) -> anyhow::Result<u64> {
     Ok(statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?.stx_mnt_id)
 }
 
-fn identity(fd: BorrowedFd<'_>) -> anyhow::Result<guard::Identity> {
+/// The file type and the [`guard::Identity`] of `fd`, from one `statx`.
+fn type_and_identity(fd: BorrowedFd<'_>) -> anyhow::Result<(FileType, guard::Identity)> {
     let st = statx(
         fd,
         "",
         AtFlags::EMPTY_PATH,
-        StatxFlags::INO | StatxFlags::MNT_ID,
+        StatxFlags::TYPE | StatxFlags::INO | StatxFlags::MNT_ID,
     )?;
     Ok((
-        st.stx_mnt_id,
-        st.stx_ino,
-        st.stx_dev_major,
-        st.stx_dev_minor,
+        FileType::from_raw_mode(u32::from(st.stx_mode)),
+        (
+            st.stx_mnt_id,
+            st.stx_ino,
+            st.stx_dev_major,
+            st.stx_dev_minor,
+        ),
     ))
 }
 

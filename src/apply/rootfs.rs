@@ -7,11 +7,12 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use pathrs::Root;
-use pathrs::flags::OpenFlags;
+use rustix::fs::OFlags;
 
 use super::guard::{self, HostIds};
 use super::{file_facts, is_enoent, regular_file};
 use crate::plan::RootfsStep;
+use crate::reopen::reopen;
 
 /// Runs a poststop step on the rootfs `root` (as the host sees it; its
 /// mount id is `root_mnt`).
@@ -51,12 +52,11 @@ fn clear_file(
         return Ok(());
     }
     let mut contents = String::new();
-    handle
-        .reopen(OpenFlags::O_RDONLY)?
+    reopen(&handle, OFlags::RDONLY)?
         .take(128)
         .read_to_string(&mut contents)?;
     if contents.trim() == expected {
-        handle.reopen(OpenFlags::O_WRONLY | OpenFlags::O_TRUNC)?;
+        reopen(&handle, OFlags::WRONLY | OFlags::TRUNC)?;
         log::debug!("emptied {}", dest.display());
     } else if !contents.trim().is_empty() {
         log::info!("{} holds another id; left alone", dest.display());

@@ -8,7 +8,7 @@ use super::{
     PoststopPlan, RUN_TMPFS_SIZE, RootfsStep, Skip, SkipReason, Skipped, TMPFS_MIN_SIZE,
     TmpfsOptions,
 };
-use crate::cgroup::Layout;
+use crate::cgmodel::{self, Model};
 use crate::config::ContainerConfig;
 use crate::facts::{HOST_JOURNAL_ROOT, HostFacts};
 use crate::machine::{self, Machine, Machined};
@@ -98,7 +98,7 @@ pub fn prestart(
     plan.bind(HostSource::Path(host_journal), dest, false, fallback);
 
     // cgroups.
-    plan_cgroups(config, facts, context.as_deref(), &mut plan)?;
+    plan_cgroups(config, facts, id, machine_id, context.as_deref(), &mut plan)?;
 
     // /etc/machine-id.
     if config.mounts(Path::new("/etc/machine-id")) {
@@ -150,22 +150,34 @@ fn machine_for(
 fn plan_cgroups(
     config: &ContainerConfig,
     facts: &HostFacts,
+    id: &str,
+    machine_id: &MachineId,
     context: Option<&str>,
     plan: &mut Plan,
 ) -> Result<(), PlanError> {
-    if facts.layout == Layout::Unified {
-        let Some(cgroup) = &facts.cgroups.unified else {
-            plan.skipped.push(Skip {
-                step: Skipped::Cgroups,
-                reason: SkipReason::NoCgroup("cgroup2 (0::)"),
-            });
-            return Ok(());
-        };
-        let Some(hierarchy) = &facts.unified_mount else {
-            return Err(PlanError::NoHierarchy("cgroup2"));
-        };
-        // /sys/fs/cgroup itself is the cgroup2 mount point: no tmpfs.
-        return bind_own_cgroup(config, hierarchy, cgroup, p("/sys/fs/cgroup"), false, plan);
+    let choice = cgmodel::choose(facts.layout, facts.image_systemd);
+    plan.cgroup_model = Some(choice);
+    match choice.model {
+        Model::HostCgroup2 => {
+            let Some(cgroup) = &facts.cgroups.unified else {
+                plan.skipped.push(Skip {
+                    step: Skipped::Cgroups,
+                    reason: SkipReason::NoCgroup("cgroup2 (0::)"),
+                });
+                return Ok(());
+            };
+            let Some(hierarchy) = &facts.unified_mount else {
+                return Err(PlanError::NoHierarchy("cgroup2"));
+            };
+            // The hierarchy itself at /sys/fs/cgroup, over whatever the
+            // runtime mounted there (on hybrid hosts a tmpfs of v1
+            // hierarchies): no tmpfs of the hook's.
+            return bind_own_cgroup(config, hierarchy, cgroup, p("/sys/fs/cgroup"), false, plan);
+        }
+        Model::PrivateCgroup2 => {
+            return private_cgroup2(config, facts, &cgroup2_name(id, machine_id), plan);
+        }
+        Model::V1 => {}
     }
     let Some(cgroup) = &facts.cgroups.systemd else {
         plan.skipped.push(Skip {
@@ -212,6 +224,64 @@ fn plan_cgroups(
             dest: p("/sys/fs/cgroup"),
         });
     }
+    Ok(())
+}
+
+/// The name of the cgroup2 cgroup the hook makes for the container `id` on
+/// a legacy host: `oci-systemd-hook-<id>` when the id is a plain name
+/// (letters, digits, `_.-`, at most 128 bytes, as podman, CRI-O and runc
+/// ids are), else `oci-systemd-hook-<machine-id>`.
+pub fn cgroup2_name(id: &str, machine_id: &MachineId) -> String {
+    let plain = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    format!(
+        "oci-systemd-hook-{}",
+        if plain { id } else { machine_id.as_str() }
+    )
+}
+
+/// [`Model::PrivateCgroup2`]: the container's processes (those of its v1
+/// `name=systemd` cgroup) move into the cgroup `name` of a cgroup2 the hook
+/// mounts detached; that hierarchy is bound read-only at `/sys/fs/cgroup`
+/// and `name` read-write at `/sys/fs/cgroup/<name>`, the path
+/// `/proc/1/cgroup` shows inside with either cgroupns (a private cgroupns
+/// was made while the process was in the cgroup2 root).
+fn private_cgroup2(
+    config: &ContainerConfig,
+    facts: &HostFacts,
+    name: &str,
+    plan: &mut Plan,
+) -> Result<(), PlanError> {
+    let Some(cgroup) = &facts.cgroups.systemd else {
+        plan.skipped.push(Skip {
+            step: Skipped::Cgroups,
+            reason: SkipReason::NoCgroup("name=systemd"),
+        });
+        return Ok(());
+    };
+    let Some(hierarchy) = &facts.systemd_mount else {
+        return Err(PlanError::NoHierarchy("name=systemd"));
+    };
+    let cleaned = crate::config::clean(cgroup);
+    let rel = cleaned.strip_prefix("/").unwrap_or(&cleaned);
+    if rel.as_os_str().is_empty() {
+        return Err(PlanError::CgroupIsRoot);
+    }
+    plan.host.push(HostStep::MakeCgroup2 {
+        name: name.to_string(),
+        members: HostSource::Beneath {
+            base: hierarchy.to_path_buf(),
+            path: rel.to_path_buf(),
+        },
+        owner: config.root_owner,
+    });
+    plan.bind(HostSource::HookCgroup2, p("/sys/fs/cgroup"), true, None);
+    plan.container.push(ContainerStep::BindWritable {
+        dest: Path::new("/sys/fs/cgroup").join(name),
+    });
     Ok(())
 }
 
@@ -285,7 +355,9 @@ fn bind_own_cgroup(
 }
 
 /// Builds the poststop plan for the container `id`: remove the host journal
-/// directory if a killed prestart left it; empty `/etc/machine-id` when
+/// directory if a killed prestart left it; on a legacy host (`legacy_host`)
+/// remove the cgroup2 cgroup prestart may have made
+/// ([`cgroup2_name`]); empty `/etc/machine-id` when
 /// prestart wrote it into the image (not for read-only images, not when
 /// config.json mounts it, not when it is `host_machine_id`, the host's own,
 /// which prestart refuses to write); terminate the machine in
@@ -296,6 +368,7 @@ pub fn poststop(
     id: &str,
     machine_id: &MachineId,
     host_machine_id: Option<&str>,
+    legacy_host: bool,
     machined: Machined,
 ) -> PoststopPlan {
     let mut plan = PoststopPlan::default();
@@ -306,6 +379,11 @@ pub fn poststop(
     match machine_for(config, machined, machine_id) {
         Ok(m) => plan.host.push(PoststopHostStep::TerminateMachine(m)),
         Err(skip) => plan.skipped.push(skip),
+    }
+    if legacy_host {
+        plan.host.push(PoststopHostStep::RemoveCgroup2 {
+            name: cgroup2_name(id, machine_id),
+        });
     }
     if config.readonly {
         plan.skipped.push(Skip {

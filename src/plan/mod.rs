@@ -11,14 +11,20 @@
 //! - the journal: `/var/log/journal/<machine-id>` on the host, bound at the
 //!   same path in the container (the original hook's behaviour), so
 //!   `journalctl -D /var/log/journal/<machine-id>` on the host reads it.
-//! - cgroups (hybrid and legacy v1): systemd needs the `name=systemd`
+//! - cgroups: which tree the container sees follows the host's layout and
+//!   the image's systemd ([`crate::cgmodel::choose`], recorded in
+//!   [`Plan::cgroup_model`]): v1, the host's cgroup2, or on a legacy host a
+//!   cgroup2 the hook mounts itself for a systemd without v1 support
+//!   ([`HostStep::MakeCgroup2`], [`ContainerStep::BindWritable`],
+//!   [`PoststopHostStep::RemoveCgroup2`]).
+//! - cgroups (the v1 tree): systemd needs the `name=systemd`
 //!   hierarchy at `/sys/fs/cgroup/systemd` with its own cgroup writable. With
 //!   the host's cgroup namespace the hierarchy is bound read-only and the
 //!   container's cgroup read-write at its host path (what `/proc/1/cgroup`
 //!   shows inside); with a private cgroupns the container's cgroup itself is
 //!   bound at `/sys/fs/cgroup/systemd` (what `/proc/1/cgroup` shows: `/`).
 //!   `release_agent` is masked with `/dev/null` as podman does.
-//! - cgroups (unified v2): the same rule with the cgroup2 hierarchy at
+//! - cgroups (the host's cgroup2 tree): the same rule with the cgroup2 hierarchy at
 //!   `/sys/fs/cgroup` itself (systemd's CONTAINER_INTERFACE.md: the container's
 //!   own cgroup writable, its parents not). With the host cgroupns
 //!   `/proc/1/cgroup` inside shows the full host path, so the hierarchy is
@@ -50,7 +56,7 @@ mod step;
 #[cfg(test)]
 mod tests;
 
-pub use build::{poststop, prestart};
+pub use build::{cgroup2_name, poststop, prestart};
 pub use step::{
     ContainerStep, HostSource, HostStep, ObjectId, PoststopHostStep, RootfsStep, TmpfsOptions,
 };
@@ -79,6 +85,10 @@ pub struct Plan {
     pub private_tmpfs: Vec<PathBuf>,
     /// The steps left out, and why.
     pub skipped: Vec<Skip>,
+    /// The cgroup model chosen for this container and why
+    /// ([`crate::cgmodel::choose`]); `None` before the cgroup steps are
+    /// planned.
+    pub cgroup_model: Option<crate::cgmodel::Choice>,
     next_object: usize,
 }
 

@@ -73,6 +73,9 @@ pub enum HostSource {
     /// `path` resolved beneath the trusted directory `base` (a cgroup path
     /// from `/proc/<pid>/cgroup` under its hierarchy): never escapes `base`.
     Beneath { base: PathBuf, path: PathBuf },
+    /// The cgroup2 mount the hook made itself, detached, by
+    /// [`HostStep::MakeCgroup2`] (legacy hosts mount none): its root.
+    HookCgroup2,
 }
 
 impl fmt::Display for HostSource {
@@ -82,6 +85,7 @@ impl fmt::Display for HostSource {
             HostSource::Beneath { base, path } => {
                 write!(f, "{} beneath {}", path.display(), base.display())
             }
+            HostSource::HookCgroup2 => f.write_str("the hook's own cgroup2 mount"),
         }
     }
 }
@@ -131,6 +135,19 @@ pub enum HostStep {
         files: Vec<String>,
         owner: Owner,
     },
+    /// Legacy host, image systemd without v1 support: mount a cgroup2
+    /// detached (`fsopen`/`fsmount`, never attached on the host), create the
+    /// cgroup `name` at its root (refused when it exists), give it and the
+    /// files systemd writes to `owner` when given, and move every process of
+    /// `members` (the container's v1 `name=systemd` cgroup, checked to hold
+    /// only the container's processes) into it, as nspawn ≤ 257's
+    /// `sync_cgroup` did. A failed prestart moves them back to the root and
+    /// removes it; poststop removes it ([`PoststopHostStep::RemoveCgroup2`]).
+    MakeCgroup2 {
+        name: String,
+        members: HostSource,
+        owner: Option<Owner>,
+    },
     /// Take a detached copy (`open_tree(OPEN_TREE_CLONE)`) of `source` as
     /// host object `object`, for the [`ContainerStep::Bind`] naming it. A
     /// cgroup beneath a hierarchy must hold only the container's processes.
@@ -158,6 +175,7 @@ impl HostStep {
             HostStep::HostDir { .. } => "host-dir",
             HostStep::DelegateCgroup { .. } => "delegate-cgroup",
             HostStep::Open { .. } => "open",
+            HostStep::MakeCgroup2 { .. } => "make-cgroup2",
             HostStep::RegisterMachine(_) => "register-machine",
         }
     }
@@ -195,6 +213,20 @@ impl fmt::Display for HostStep {
             ),
             HostStep::Open { object, source } => {
                 write!(f, "take a detached copy of {source} (host object {object})")
+            }
+            HostStep::MakeCgroup2 {
+                name,
+                members,
+                owner,
+            } => {
+                write!(
+                    f,
+                    "mount cgroup2 detached, mkdir /{name} in it and move the processes of {members} there"
+                )?;
+                if let Some(o) = owner {
+                    write!(f, ", owner {}:{}", o.uid, o.gid)?;
+                }
+                Ok(())
             }
             HostStep::RegisterMachine(m) => {
                 write!(f, "register {m} with systemd-machined")
@@ -238,6 +270,12 @@ pub enum ContainerStep {
     BindContents { dest: PathBuf, contents: String },
     /// Make the mount at `dest` read-only (nosuid, nodev, noexec).
     RemountReadOnly { dest: PathBuf },
+    /// Bind `dest` (a directory already there, inside a mount the hook
+    /// attached) onto itself, read-write (nosuid, nodev, noexec): the
+    /// container's own cgroup in the read-only cgroup2 the hook mounted
+    /// ([`HostStep::MakeCgroup2`]); cloned in the container's namespace,
+    /// where that mount is attached.
+    BindWritable { dest: PathBuf },
     /// Write `contents` to the regular file `dest` (created with `mode` and
     /// given to `owner` when given; truncated, owner unchanged, when it
     /// exists).
@@ -259,6 +297,7 @@ impl ContainerStep {
             ContainerStep::Bind { .. } => "bind",
             ContainerStep::BindContents { .. } => "bind-contents",
             ContainerStep::RemountReadOnly { .. } => "remount-ro",
+            ContainerStep::BindWritable { .. } => "bind-rw",
             ContainerStep::WriteFile { .. } => "write",
         }
     }
@@ -319,6 +358,9 @@ impl fmt::Display for ContainerStep {
             ContainerStep::RemountReadOnly { dest } => {
                 write!(f, "remount {} read-only", dest.display())
             }
+            ContainerStep::BindWritable { dest } => {
+                write!(f, "bind {} onto itself rw", dest.display())
+            }
             ContainerStep::WriteFile { dest, mode, .. } => {
                 write!(f, "write {} mode {mode:o}", dest.display())
             }
@@ -365,6 +407,11 @@ pub enum PoststopHostStep {
     /// left alone: another container's directory, or the journal of a
     /// container that started.
     RemoveUnfinishedHostDir { path: PathBuf, marker: String },
+    /// Legacy host: remove the cgroup `name` a [`HostStep::MakeCgroup2`]
+    /// made, with the cgroups systemd made beneath it (empty once the
+    /// container is gone), through a detached cgroup2 mount. Absent: nothing
+    /// to do.
+    RemoveCgroup2 { name: String },
     /// `TerminateMachine` the machine prestart registered, when machined
     /// still has a machine of that name with this id and root directory
     /// (machined usually dropped it already, when the container's unit
@@ -377,6 +424,7 @@ impl PoststopHostStep {
     pub fn kind(&self) -> &'static str {
         match self {
             PoststopHostStep::RemoveUnfinishedHostDir { .. } => "host-cleanup",
+            PoststopHostStep::RemoveCgroup2 { .. } => "remove-cgroup2",
             PoststopHostStep::TerminateMachine(_) => "terminate-machine",
         }
     }
@@ -389,6 +437,10 @@ impl fmt::Display for PoststopHostStep {
                 f,
                 "rmdir on host {} if an unfinished prestart of this container left it empty",
                 path.display()
+            ),
+            PoststopHostStep::RemoveCgroup2 { name } => write!(
+                f,
+                "remove the cgroup2 /{name} prestart made (and the cgroups beneath it), if there"
             ),
             PoststopHostStep::TerminateMachine(m) => {
                 write!(f, "terminate {m} in systemd-machined if it is still there")

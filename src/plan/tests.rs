@@ -37,6 +37,7 @@ fn hybrid() -> HostFacts {
         journal_root: p("/var/log/journal"),
         selinux: false,
         host_machine_id: None,
+        image_systemd: Some(252),
         machined: Machined::NotSystemdHost,
     }
 }
@@ -354,7 +355,7 @@ fn readonly_image_writes_nothing_into_the_image() {
         dest: p("/etc/machine-id"),
         contents: format!("{}\n", mid()),
     }));
-    let post = poststop(&c, ID, &mid(), None, Machined::NotSystemdHost);
+    let post = poststop(&c, ID, &mid(), None, false, Machined::NotSystemdHost);
     assert!(
         post.rootfs.is_empty(),
         "nothing written into a read-only image"
@@ -382,6 +383,7 @@ fn unified(fixture: &str) -> HostFacts {
         journal_root: p("/var/log/journal"),
         selinux: false,
         host_machine_id: None,
+        image_systemd: Some(252),
         machined: Machined::NotSystemdHost,
     }
 }
@@ -599,6 +601,7 @@ fn user_namespace_owner_goes_on_what_the_hook_creates() {
                 );
             }
             HostStep::Open { .. } | HostStep::RegisterMachine(_) => {}
+            HostStep::MakeCgroup2 { .. } => panic!("no cgroup2 of the hook's on a hybrid host"),
         }
     }
     assert!(delegated);
@@ -648,7 +651,14 @@ fn config_tmpfs_mounts_are_private_tmpfs_and_journal_dirs_carry_the_id() {
 
 #[test]
 fn poststop_cleans_an_unfinished_journal_dir_and_empties_the_machine_id() {
-    let plan = poststop(&podman_config(), ID, &mid(), None, Machined::NotSystemdHost);
+    let plan = poststop(
+        &podman_config(),
+        ID,
+        &mid(),
+        None,
+        false,
+        Machined::NotSystemdHost,
+    );
     let cleanup = PoststopHostStep::RemoveUnfinishedHostDir {
         path: p(&format!("/var/log/journal/{}", mid())),
         marker: ID.to_string(),
@@ -666,7 +676,7 @@ fn poststop_cleans_an_unfinished_journal_dir_and_empties_the_machine_id() {
         readonly: true,
         ..podman_config()
     };
-    let plan = poststop(&ro, ID, &mid(), None, Machined::NotSystemdHost);
+    let plan = poststop(&ro, ID, &mid(), None, false, Machined::NotSystemdHost);
     assert_eq!(plan.host, vec![cleanup]);
     assert!(plan.rootfs.is_empty());
 }
@@ -680,6 +690,7 @@ fn poststop_never_clears_the_hosts_own_machine_id() {
         ID,
         &mid(),
         Some(mid().as_str()),
+        false,
         Machined::NotSystemdHost,
     );
     assert!(plan.rootfs.is_empty());
@@ -696,6 +707,7 @@ fn poststop_never_clears_the_hosts_own_machine_id() {
         ID,
         &mid(),
         Some(other),
+        false,
         Machined::NotSystemdHost,
     );
     assert_eq!(plan.rootfs.len(), 1);
@@ -736,7 +748,7 @@ fn a_systemd_host_registers_the_machine_last_and_poststop_terminates_it() {
         )
     );
     assert_eq!(plan.host.last().unwrap().kind(), "register-machine");
-    let post = poststop(&c, ID, &mid(), None, Machined::Possible);
+    let post = poststop(&c, ID, &mid(), None, false, Machined::Possible);
     assert_eq!(
         post.host.last(),
         Some(&PoststopHostStep::TerminateMachine(machine))
@@ -767,7 +779,7 @@ fn no_machine_step_without_machined_or_when_the_container_opts_out() {
             step: Skipped::Machine,
             reason: SkipReason::Machined(m)
         }));
-        let post = poststop(&podman_config(), ID, &mid(), None, m);
+        let post = poststop(&podman_config(), ID, &mid(), None, false, m);
         assert!(
             !post
                 .host
@@ -789,7 +801,7 @@ fn no_machine_step_without_machined_or_when_the_container_opts_out() {
     };
     assert!(plan.skipped.contains(&opted_out) && !opted_out.is_warning());
     assert!(
-        poststop(&c, ID, &mid(), None, Machined::Possible)
+        poststop(&c, ID, &mid(), None, false, Machined::Possible)
             .skipped
             .contains(&opted_out)
     );
@@ -805,4 +817,83 @@ fn no_machine_step_without_machined_or_when_the_container_opts_out() {
         .unwrap();
     assert!(s.is_warning(), "{s}");
     assert!(s.to_string().contains("\"web_1\" is not valid"), "{s}");
+}
+
+/// The cgroup model in the plan: a hybrid host gives systemd 262 the host's
+/// cgroup2 (no v1 tmpfs); a legacy host gives it a cgroup2 of the hook's,
+/// with the container's processes moved there and the own cgroup writable;
+/// systemd 252 keeps the v1 view on both.
+#[test]
+fn the_image_systemd_picks_the_cgroup_steps() {
+    let mut f = hybrid();
+    f.image_systemd = Some(262);
+    let plan = prestart(&podman_config(), &f, ID, &mid()).unwrap();
+    assert_eq!(
+        plan.cgroup_model.unwrap().model,
+        crate::cgmodel::Model::HostCgroup2
+    );
+    let binds: Vec<String> = plan
+        .container
+        .iter()
+        .filter(|s| matches!(s, ContainerStep::Bind { .. }))
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        binds[1..],
+        [
+            "bind /sys/fs/cgroup/unified on /sys/fs/cgroup ro".to_string(),
+            format!(
+                "bind {} beneath /sys/fs/cgroup/unified on /sys/fs/cgroup{CG} rw",
+                CG.trim_start_matches('/')
+            ),
+        ]
+    );
+    assert!(!plan.container.iter().any(
+        |s| matches!(s, ContainerStep::Tmpfs { dest, .. } if dest == Path::new("/sys/fs/cgroup"))
+    ));
+
+    let mut f = hybrid();
+    f.layout = Layout::Legacy;
+    f.unified_mount = None;
+    f.cgroups.unified = None;
+    f.image_systemd = Some(262);
+    let plan = prestart(&podman_config(), &f, ID, &mid()).unwrap();
+    let name = cgroup2_name(ID, &mid());
+    assert_eq!(name, format!("oci-systemd-hook-{ID}"));
+    assert!(plan.host.contains(&HostStep::MakeCgroup2 {
+        name: name.clone(),
+        members: own_cgroup("/sys/fs/cgroup/systemd", Path::new(CG)),
+        owner: None,
+    }));
+    assert!(plan.container.iter().any(|s| matches!(s,
+        ContainerStep::Bind { source: HostSource::HookCgroup2, dest, readonly: true, .. } if dest == Path::new("/sys/fs/cgroup"))));
+    assert!(plan.container.contains(&ContainerStep::BindWritable {
+        dest: Path::new("/sys/fs/cgroup").join(&name)
+    }));
+    let post = poststop(
+        &podman_config(),
+        ID,
+        &mid(),
+        None,
+        true,
+        Machined::NotSystemdHost,
+    );
+    assert!(
+        post.host
+            .contains(&PoststopHostStep::RemoveCgroup2 { name })
+    );
+
+    for layout in [Layout::Hybrid, Layout::Legacy] {
+        let mut f = hybrid();
+        f.layout = layout;
+        let plan = prestart(&podman_config(), &f, ID, &mid()).unwrap();
+        assert_eq!(plan.cgroup_model.unwrap().model, crate::cgmodel::Model::V1);
+        assert!(plan.container.iter().any(|s| matches!(s,
+            ContainerStep::Bind { dest, readonly: true, .. } if dest == Path::new("/sys/fs/cgroup/systemd"))));
+    }
+    // An id that is not a plain name: the machine-id names the cgroup.
+    assert_eq!(
+        cgroup2_name("a/../b", &mid()),
+        format!("oci-systemd-hook-{}", mid())
+    );
 }

@@ -57,7 +57,9 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// A bundle with `config` (root.path = "rootfs" is added) and a rootfs
-    /// holding a little image content in /run and /tmp.
+    /// holding a little image content in /run and /tmp and a systemd 252
+    /// (`usr/lib/systemd/libsystemd-shared-252.so`, empty: the version is
+    /// all the hook reads).
     pub fn new(config: Value) -> Sandbox {
         Sandbox::new_in(config, None)
     }
@@ -65,7 +67,13 @@ impl Sandbox {
     /// [`Sandbox::new`] with the sleeper's mount namespace copied from the
     /// namespace of process `outer` (a [`FakeHost`]) instead of the test's,
     /// and the hook run in `outer`'s namespace.
-    pub fn new_in(mut config: Value, outer: Option<u32>) -> Sandbox {
+    pub fn new_in(config: Value, outer: Option<u32>) -> Sandbox {
+        Sandbox::with_systemd(config, outer, Some(252))
+    }
+
+    /// [`Sandbox::new_in`] with an image whose systemd is `systemd` (`None`:
+    /// no `libsystemd-shared-<N>.so` at all).
+    pub fn with_systemd(mut config: Value, outer: Option<u32>, systemd: Option<u32>) -> Sandbox {
         require_root();
         let dir = tempfile::Builder::new()
             .prefix("osh-priv-")
@@ -79,6 +87,11 @@ impl Sandbox {
         std::fs::write(rootfs.join("run/seed-run"), b"from image /run\n").unwrap();
         std::fs::write(rootfs.join("tmp/seed-tmp"), b"from image /tmp\n").unwrap();
         std::fs::write(rootfs.join("etc/machine-id"), b"").unwrap();
+        if let Some(v) = systemd {
+            let lib = rootfs.join("usr/lib/systemd");
+            std::fs::create_dir_all(&lib).unwrap();
+            std::fs::write(lib.join(format!("libsystemd-shared-{v}.so")), b"").unwrap();
+        }
         config["ociVersion"] = json!("1.0.2");
         config["root"]["path"] = json!("rootfs");
         if config.get("process").is_none() {
@@ -119,13 +132,16 @@ impl Sandbox {
         let name = format!("oci-systemd-hook-test-{pid}");
         let mut cgroup_dirs = Vec::new();
         let v1 = ["systemd", "memory"];
-        let bases: Vec<PathBuf> = match layout {
+        let mut bases: Vec<PathBuf> = match layout {
             Layout::Unified => vec![PathBuf::from("/sys/fs/cgroup")],
             _ => v1
                 .iter()
                 .map(|c| Path::new("/sys/fs/cgroup").join(c))
                 .collect(),
         };
+        if layout == Layout::Hybrid {
+            bases.push(PathBuf::from("/sys/fs/cgroup/unified"));
+        }
         for base in bases {
             let d = base.join(&name);
             std::fs::create_dir(&d).unwrap();
@@ -319,8 +335,8 @@ pub fn has_flag(m: &Mount, flag: &str) -> bool {
 }
 
 /// Cgroups made for a test process outside a [`Sandbox`]: one per hierarchy
-/// the hook reads (`name=systemd` and `memory` on v1 hosts, the cgroup2 root
-/// on unified ones), named `oci-systemd-hook-test-<what>-<test pid>`, removed
+/// the hook reads (`name=systemd` and `memory` on v1 hosts, plus cgroup2 on
+/// hybrid ones, the cgroup2 root on unified ones), named `oci-systemd-hook-test-<what>-<test pid>`, removed
 /// on drop once their processes are gone.
 pub struct TestCgroups {
     pub dirs: Vec<PathBuf>,
@@ -329,13 +345,17 @@ pub struct TestCgroups {
 impl TestCgroups {
     pub fn new(what: &str) -> TestCgroups {
         let name = format!("oci-systemd-hook-test-{what}-{}", std::process::id());
-        let bases: Vec<PathBuf> = match detect_layout().unwrap() {
+        let layout = detect_layout().unwrap();
+        let mut bases: Vec<PathBuf> = match layout {
             Layout::Unified => vec![PathBuf::from("/sys/fs/cgroup")],
             _ => ["systemd", "memory"]
                 .iter()
                 .map(|c| Path::new("/sys/fs/cgroup").join(c))
                 .collect(),
         };
+        if layout == Layout::Hybrid {
+            bases.push(PathBuf::from("/sys/fs/cgroup/unified"));
+        }
         let dirs = bases.iter().map(|b| b.join(&name)).collect::<Vec<_>>();
         for d in &dirs {
             std::fs::create_dir_all(d).unwrap();
@@ -463,4 +483,95 @@ impl Drop for FakeHost {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
     }
+}
+
+/// System calls of one process tree, counted from `strace -f`'s trace.
+#[derive(Debug, Clone)]
+pub struct Syscalls {
+    /// Every call, failed ones included.
+    pub total: u64,
+    /// Calls per system call name, most frequent first.
+    pub by_name: Vec<(String, u64)>,
+}
+
+impl std::fmt::Display for Syscalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (", self.total)?;
+        for (i, (n, c)) in self.by_name.iter().enumerate() {
+            write!(f, "{}{c} {n}", if i == 0 { "" } else { ", " })?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// Runs `exe` under `strace -f` with `state` on stdin, `env` added, cwd
+/// `cwd` and no LD_LIBRARY_PATH (cargo sets one for tests: the dynamic
+/// loader would search each of its directories, which no runtime makes it
+/// do), and returns its output and the system calls it made from its execve
+/// on (strace's own set-up is not counted).
+///
+/// Not counted: `fcntl(fd, F_GETFD)` right before `close(fd)`, the check
+/// that Rust's std makes before closing an fd in debug builds only (the
+/// tests run the debug build; a release build has no such call).
+pub fn count_syscalls(
+    exe: &str,
+    state: &Value,
+    env: &[(&str, &str)],
+    cwd: &Path,
+) -> (Output, Syscalls) {
+    let trace = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(trace.path())
+        .arg("--")
+        .arg(exe)
+        .current_dir(cwd)
+        .env_remove("stage")
+        .env_remove("LD_LIBRARY_PATH")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strace(1) (integration/setup-host.sh installs it)");
+    // The program may exit before reading its stdin.
+    let _ = child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(state.to_string().as_bytes());
+    let out = child.wait_with_output().unwrap();
+    let text = std::fs::read_to_string(trace.path()).unwrap();
+    // "PID name(args) = result"; "+++ exited ..." and "--- SIG... ---" are
+    // not calls.
+    let calls: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split_once(' ')?.1.trim_start();
+            let (name, args) = rest.split_once('(')?;
+            (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+                .then_some((name, args))
+        })
+        .collect();
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for (i, (name, args)) in calls.iter().enumerate() {
+        if *name == "fcntl"
+            && let Some((fd, rest)) = args.split_once(", ")
+            && rest.starts_with("F_GETFD)")
+            && calls
+                .get(i + 1)
+                .is_some_and(|(n, a)| *n == "close" && a.starts_with(&format!("{fd})")))
+        {
+            continue;
+        }
+        *counts.entry(name.to_string()).or_default() += 1;
+    }
+    assert!(
+        counts.contains_key("execve"),
+        "no execve in the trace:\n{text}"
+    );
+    let mut by_name: Vec<(String, u64)> = counts.into_iter().collect();
+    by_name.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let total = by_name.iter().map(|(_, c)| c).sum();
+    (out, Syscalls { total, by_name })
 }

@@ -8,13 +8,13 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use pathrs::Handle;
-use pathrs::flags::OpenFlags;
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::Namespace;
 use crate::apply::guard::{self, Foreign, Refusal};
 use crate::apply::{chown_to, file_facts, is_enoent, regular_file, unresolvable};
 use crate::config::Owner;
+use crate::reopen::reopen;
 
 impl Namespace {
     /// Creates the regular file `dest` (its parent made if missing), on a
@@ -83,7 +83,7 @@ impl Namespace {
                     &self.writable,
                     self.host.machine_id,
                 ) {
-                    None => h.reopen(OpenFlags::O_WRONLY | OpenFlags::O_TRUNC)?,
+                    None => reopen(&h, OFlags::WRONLY | OFlags::TRUNC)?,
                     Some(Foreign::Linked(n)) => {
                         // Never write through a hard link (e.g. to a file
                         // outside the image, or an ostree checkout's object):

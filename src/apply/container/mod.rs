@@ -8,13 +8,14 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::Context;
-use pathrs::flags::OpenFlags;
 use pathrs::{Handle, Root};
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
 use super::guard::{self, HostIds, Refusal};
 use super::host::HostObjects;
-use super::{identity, is_enoent, mnt_id, refuse_namespace_root, regular_file, unresolvable};
+use super::{
+    is_enoent, mnt_id, refuse_namespace_root, regular_file, type_and_identity, unresolvable,
+};
 mod files;
 
 use crate::mountinfo::Table;
@@ -36,6 +37,8 @@ pub(super) struct Namespace {
     ours: Vec<u64>,
     /// The host, as seen before the setns.
     host: HostIds,
+    /// The rootfs root's identity (read once: `root` stays the same fd).
+    root_id: guard::Identity,
 }
 
 impl Namespace {
@@ -66,7 +69,9 @@ impl Namespace {
             mnt_id(root.as_fd())?,
             dests.chain(hook_tmpfs),
         );
+        let root_id = type_and_identity(root.as_fd())?.1;
         Ok(Namespace {
+            root_id,
             root,
             writable,
             table,
@@ -112,6 +117,14 @@ impl Namespace {
                 self.attach(file.as_fd(), target.as_fd())?;
                 mounts::make_private(file.as_fd())?;
                 mounts::set_flags(file.as_fd(), true)?;
+                Ok(())
+            }
+            ContainerStep::BindWritable { dest } => {
+                let target = self.dir(dest)?;
+                let clone = mounts::clone_of(target.as_fd())?;
+                self.attach(clone.as_fd(), target.as_fd())?;
+                mounts::make_private(clone.as_fd())?;
+                mounts::set_flags(clone.as_fd(), false)?;
                 Ok(())
             }
             ContainerStep::RemountReadOnly { dest } => {
@@ -244,15 +257,16 @@ impl Namespace {
     /// [`Namespace::mkdir`], then: a directory, and not the rootfs root.
     fn dir(&self, dest: &Path) -> anyhow::Result<Handle> {
         let target = self.mkdir(dest, 0o755)?;
-        if !mounts::is_dir(target.as_fd())? {
+        let (ft, id) = type_and_identity(target.as_fd())?;
+        if ft != FileType::Directory {
             return Err(Refusal::NotADirectory {
                 dest: dest.to_path_buf(),
             }
             .into());
         }
         guard::check_not_root(
-            identity(target.as_fd())?,
-            identity(self.root.as_fd())?,
+            id,
+            self.root_id,
             Refusal::RootfsRoot {
                 dest: dest.to_path_buf(),
             },
@@ -301,7 +315,14 @@ impl Namespace {
             // a symlink in the image points at.
             self.check_writable(target.as_fd(), dest)
                 .context("tmpcopyup")?;
-            let src = target.reopen(OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY)?;
+            // The directory itself, opened for reading through its own
+            // handle: "." never crosses a mount or follows a link.
+            let src = rustix::fs::openat(
+                &target,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
             let dst = rustix::fs::openat(
                 &mnt,
                 ".",
