@@ -78,26 +78,34 @@ fn io_err(name: &std::ffi::OsStr, source: impl Into<io::Error>) -> CopyError {
 }
 
 /// Copies the content of directory `src` into directory `dst` (both opened
-/// `O_RDONLY | O_DIRECTORY`). `dst` is expected to be empty.
+/// `O_RDONLY | O_DIRECTORY`; `src` is read through and closed). `src_mnt`:
+/// `src`'s mount id when the caller has it (an fd's mount never changes),
+/// else read here. `dst` is expected to be empty.
 ///
 /// # Errors
 /// [`CopyError::Bound`] when a [`Limits`] bound is passed, [`CopyError::Io`]
 /// for any failing system call (with the entry's name).
 pub fn copy_tree(
-    src: BorrowedFd<'_>,
+    src: OwnedFd,
+    src_mnt: Option<u64>,
     dst: BorrowedFd<'_>,
     limits: &Limits,
 ) -> Result<Stats, CopyError> {
-    let mnt_id = statx(src, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
-        .map_err(|e| io_err("".as_ref(), e))?
-        .stx_mnt_id;
+    let mnt_id = match src_mnt {
+        Some(m) => m,
+        None => {
+            statx(&src, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
+                .map_err(|e| io_err("".as_ref(), e))?
+                .stx_mnt_id
+        }
+    };
     let mut stats = Stats::default();
     copy_dir(src, dst, mnt_id, limits, 0, &mut stats)?;
     Ok(stats)
 }
 
 fn copy_dir(
-    src: BorrowedFd<'_>,
+    src: OwnedFd,
     dst: BorrowedFd<'_>,
     mnt_id: u64,
     limits: &Limits,
@@ -110,8 +118,10 @@ fn copy_dir(
             limits.max_depth
         )));
     }
-    let dir = Dir::read_from(src).map_err(|e| io_err("".as_ref(), e))?;
-    for entry in dir {
+    // The fd itself is read (no reopen); `src` below is its borrow.
+    let mut dir = Dir::new(src).map_err(|e| io_err("".as_ref(), e))?;
+    while let Some(entry) = dir.next() {
+        let src = dir.fd().map_err(|e| io_err("".as_ref(), e))?;
         let entry = entry.map_err(|e| io_err("".as_ref(), e))?;
         let name = entry.file_name();
         if name.to_bytes() == b"." || name.to_bytes() == b".." {
@@ -145,7 +155,7 @@ fn copy_dir(
                     Mode::empty(),
                 )
                 .map_err(|e| io_err(os_name, e))?;
-                copy_dir(s.as_fd(), d.as_fd(), mnt_id, limits, depth + 1, stats)?;
+                copy_dir(s, d.as_fd(), mnt_id, limits, depth + 1, stats)?;
                 fchown(&d, uid, gid).map_err(|e| io_err(os_name, e))?;
                 fchmod(&d, mode).map_err(|e| io_err(os_name, e))?;
             }
@@ -162,9 +172,33 @@ fn copy_dir(
                 )
                 .map_err(|e| io_err(os_name, e))?;
                 let left = limits.max_bytes - stats.bytes;
-                let mut out = File::from(d);
-                let n =
-                    io::copy(&mut s.take(left + 1), &mut out).map_err(|e| io_err(os_name, e))?;
+                let out = File::from(d);
+                // sendfile(2) until the end (std's io::copy would first
+                // statx both files and try copy_file_range, which fails
+                // across the tmpfs boundary).
+                // A file system without splice support: std's copy, which
+                // falls back to read and write.
+                let mut n: u64 = 0;
+                loop {
+                    let want = usize::try_from(left + 1 - n).unwrap_or(usize::MAX);
+                    let got = match rustix::fs::sendfile(&out, &s, None, want) {
+                        Ok(got) => got,
+                        Err(
+                            rustix::io::Errno::INVAL
+                            | rustix::io::Errno::NOSYS
+                            | rustix::io::Errno::OPNOTSUPP,
+                        ) if n == 0 => {
+                            n = io::copy(&mut (&s).take(left + 1), &mut &out)
+                                .map_err(|e| io_err(os_name, e))?;
+                            break;
+                        }
+                        Err(e) => return Err(io_err(os_name, e)),
+                    };
+                    n += got as u64;
+                    if got == 0 || n > left {
+                        break;
+                    }
+                }
                 if n > left {
                     return Err(CopyError::Bound(format!("{} bytes", limits.max_bytes)));
                 }
@@ -289,7 +323,8 @@ mod tests {
         .unwrap();
 
         let stats = copy_tree(
-            open_dir(&src).as_fd(),
+            open_dir(&src),
+            None,
             open_dir(&dst).as_fd(),
             &DEFAULT_LIMITS,
         )
@@ -332,7 +367,7 @@ mod tests {
             ..DEFAULT_LIMITS
         };
         assert!(matches!(
-            copy_tree(open_dir(&src).as_fd(), open_dir(&dst).as_fd(), &tight),
+            copy_tree(open_dir(&src), None, open_dir(&dst).as_fd(), &tight),
             Err(CopyError::Bound(_))
         ));
 
@@ -343,7 +378,7 @@ mod tests {
             ..DEFAULT_LIMITS
         };
         assert!(matches!(
-            copy_tree(open_dir(&src).as_fd(), open_dir(&dst2).as_fd(), &few),
+            copy_tree(open_dir(&src), None, open_dir(&dst2).as_fd(), &few),
             Err(CopyError::Bound(_))
         ));
 
@@ -356,7 +391,7 @@ mod tests {
             ..DEFAULT_LIMITS
         };
         assert!(matches!(
-            copy_tree(open_dir(&deep).as_fd(), open_dir(&dst3).as_fd(), &shallow),
+            copy_tree(open_dir(&deep), None, open_dir(&dst3).as_fd(), &shallow),
             Err(CopyError::Bound(_))
         ));
     }

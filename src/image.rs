@@ -2,16 +2,14 @@
 //! (`systemd_installation_has_version` in systemd's `src/shared/`): the
 //! number after `libsystemd-shared-` in a `libsystemd-shared-<N>….so` in one
 //! of the image's library directories. Every path is resolved inside the
-//! rootfs (`pathrs`, openat2 `RESOLVE_IN_ROOT`): a symlink in the image never
-//! leads out of it.
+//! rootfs (openat2 `RESOLVE_IN_ROOT`, as `pathrs` resolves): a symlink in the
+//! image never leads out of it.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use anyhow::Context;
-use pathrs::Root;
-use pathrs::flags::OpenFlags;
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{FileType, Mode, OFlags, RawDir, ResolveFlags};
 
 /// The directories that hold `libsystemd-shared-<N>.so`, as nspawn lists
 /// them; `/usr/lib/*-linux-*/systemd` (Debian and Ubuntu multiarch) is
@@ -43,41 +41,84 @@ pub fn version_from_name(name: &[u8]) -> Option<u32> {
     std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
-/// The highest systemd version found in the image rooted at `root`, `None`
-/// when there is none. Directories that are missing or unreadable are
-/// passed over.
-pub fn systemd_version(root: &Root) -> Option<u32> {
-    let mut dirs: Vec<String> = LIB_DIRS.iter().map(|d| d.to_string()).collect();
-    for name in dir_names(root, Path::new(MULTIARCH_PARENT)) {
-        if let Ok(s) = std::str::from_utf8(&name)
-            && s.contains("-linux-")
-        {
-            dirs.push(format!("{MULTIARCH_PARENT}/{s}/systemd"));
-        }
-    }
-    dirs.iter()
-        .flat_map(|d| dir_names(root, Path::new(d)))
-        .filter_map(|n| version_from_name(&n))
-        .max()
+/// Opens directory `path` inside `root` for reading
+/// ([`crate::mounts::open_in_root`]: the `openat2` pathrs makes, without
+/// pathrs' error for a missing directory, which reads `/proc`: 9 system
+/// calls for each library directory an image does not have). `None` when
+/// it cannot be opened.
+fn open_dir(root: BorrowedFd<'_>, path: &str) -> Option<OwnedFd> {
+    crate::mounts::open_in_root(
+        root,
+        Path::new(path),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOCTTY,
+    )
+    .ok()
 }
 
-/// The names in directory `dir` inside `root` (at most
-/// [`MAX_DIR_ENTRIES`]); empty when it cannot be read.
-fn dir_names(root: &Root, dir: &Path) -> Vec<Vec<u8>> {
-    let Ok(handle) = root.resolve(dir) else {
-        return Vec::new();
-    };
-    let Ok(file) = handle.reopen(OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY) else {
-        return Vec::new();
-    };
-    let Ok(entries) = rustix::fs::Dir::read_from(file.as_fd()) else {
-        return Vec::new();
-    };
-    entries
-        .take(MAX_DIR_ENTRIES)
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_bytes().to_vec())
-        .collect()
+/// Calls `each` with the name and type of every entry of the directory
+/// `dir` (at most [`MAX_DIR_ENTRIES`], `.` and `..` left out), read with a
+/// 32 KiB buffer: two `getdents64` for a directory of a few hundred
+/// entries. A read error ends the listing.
+fn for_each_entry(dir: OwnedFd, mut each: impl FnMut(&[u8], FileType)) {
+    let mut buf = Vec::with_capacity(32 * 1024);
+    let mut entries = RawDir::new(dir, buf.spare_capacity_mut());
+    let mut n = 0;
+    while let Some(Ok(e)) = entries.next() {
+        let name = e.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        n += 1;
+        if n > MAX_DIR_ENTRIES {
+            break;
+        }
+        each(name, e.file_type());
+    }
+}
+
+/// The highest systemd version in the library directory `dir` inside `root`.
+fn version_in(root: BorrowedFd<'_>, dir: &str) -> Option<u32> {
+    let mut best = None;
+    if let Some(fd) = open_dir(root, dir) {
+        for_each_entry(fd, |name, _| best = best.max(version_from_name(name)));
+    }
+    best
+}
+
+/// The highest systemd version found in the image rooted at `root` (an fd
+/// on the rootfs directory, every lookup resolved inside it), `None` when
+/// there is none. Each library directory is read once; directories that
+/// are missing or unreadable are passed over. `/usr/lib` is read first, for
+/// its multiarch directories and to know whether it has a `systemd` one.
+pub fn systemd_version(root: BorrowedFd<'_>) -> Option<u32> {
+    let mut dirs: Vec<String> = Vec::new();
+    let mut usr_lib_systemd = true;
+    if let Some(fd) = open_dir(root, MULTIARCH_PARENT) {
+        usr_lib_systemd = false;
+        for_each_entry(fd, |name, ft| {
+            // A symlink may lead to a directory: looked up like one.
+            if !matches!(
+                ft,
+                FileType::Directory | FileType::Symlink | FileType::Unknown
+            ) {
+                return;
+            }
+            if name == b"systemd" {
+                usr_lib_systemd = true;
+            } else if let Ok(s) = std::str::from_utf8(name)
+                && s.contains("-linux-")
+            {
+                dirs.push(format!("{MULTIARCH_PARENT}/{s}/systemd"));
+            }
+        });
+    }
+    LIB_DIRS
+        .iter()
+        .filter(|d| usr_lib_systemd || **d != LIB_DIRS[0])
+        .map(|d| version_in(root, d))
+        .chain(dirs.iter().map(|d| version_in(root, d)))
+        .max()
+        .flatten()
 }
 
 /// The systemd version of the image whose rootfs is `rootfs`: resolved
@@ -120,7 +161,8 @@ pub fn image_systemd(pid: Option<i32>, rootfs: &Path) -> anyhow::Result<Option<u
             rootfs.display()
         )
     })?;
-    Ok(systemd_version(&Root::from_fd(fd)))
+    drop(base);
+    Ok(systemd_version(fd.as_fd()))
 }
 
 #[cfg(test)]

@@ -26,6 +26,11 @@ pub const LEVEL_ENV: &str = "OCI_SYSTEMD_HOOK_LOG";
 /// The syslog identifier on every record.
 pub const IDENTIFIER: &str = "oci-systemd-hook";
 
+/// The syslog socket used when journald's is not there: Linux's (the
+/// `syslog` crate's `unix()` would also try the BSD and macOS paths
+/// `/var/run/syslog` and `/var/run/log`, a socket and a connect each).
+pub const SYSLOG_SOCKET: &str = "/dev/log";
+
 enum Sink {
     Journal(JournalLog),
     Syslog(syslog::Logger<LoggerBackend, Formatter3164>),
@@ -107,11 +112,11 @@ fn connect_slot(slot: &mut Slot) {
         process: "oci-systemd-hook".into(),
         pid: std::process::id(),
     };
-    *slot = Slot::Connected(
-        journal(&fields)
-            .map(Sink::Journal)
-            .or_else(|| syslog::unix(formatter).ok().map(Sink::Syslog)),
-    );
+    *slot = Slot::Connected(journal(&fields).map(Sink::Journal).or_else(|| {
+        syslog::unix_custom(formatter, SYSLOG_SOCKET)
+            .ok()
+            .map(Sink::Syslog)
+    }));
 }
 
 /// `s` with every control character (newline, carriage return, tab, escape,

@@ -151,6 +151,40 @@ pub fn is_dir(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::Directory)
 }
 
+/// How often [`open_in_root`] tries a lookup that the kernel answered with
+/// `EAGAIN` (a rename or mount elsewhere on the system while it crossed a
+/// `..`; openat2(2)), as pathrs tries it.
+pub const IN_ROOT_TRIES: usize = 128;
+
+/// Opens `path` inside the tree rooted at `root` with `flags` (`O_CLOEXEC`
+/// added): the one `openat2` (`RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`,
+/// `EAGAIN` retried) that `pathrs::Root::resolve` and `open_subpath` make
+/// with libpathrs' openat2 resolver, so symlinks stay inside `root`. For
+/// lookups that may miss: pathrs' error for a missing path reads `/proc` to
+/// name the root (9 system calls), this one costs the `openat2` alone.
+///
+/// # Errors
+/// The `Errno` of the last `openat2`.
+pub fn open_in_root(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: OFlags,
+) -> rustix::io::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match openat2(
+            root,
+            path,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Err(rustix::io::Errno::AGAIN) if tries + 1 < IN_ROOT_TRIES => tries += 1,
+            r => return r,
+        }
+    }
+}
+
 /// Opens `rel` beneath `dir` (O_PATH), refusing symlinks and `..` escapes.
 pub fn open_beneath(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
     let rel: &Path = if rel.as_os_str().is_empty() {

@@ -63,8 +63,11 @@ pub(super) fn check_cgroup_is_the_containers(
             .map(|pid| (pid, member(pid)))
             .collect();
         guard::check_cgroup_members(&rel, container.mnt_ns_ino, &members)?;
-        for entry in rustix::fs::Dir::read_from(&dir)? {
+        // The fd itself is read (no reopen); `dir` below is its borrow.
+        let mut entries = rustix::fs::Dir::new(dir)?;
+        while let Some(entry) = entries.next() {
             let entry = entry?;
+            let dir = entries.fd()?;
             let name = entry.file_name();
             if name.to_bytes() == b"." || name.to_bytes() == b".." {
                 continue;
@@ -73,7 +76,7 @@ pub(super) fn check_cgroup_is_the_containers(
                 continue;
             }
             let child = rustix::fs::openat2(
-                &dir,
+                dir,
                 name,
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),

@@ -197,8 +197,7 @@ fn poststop_inner(plan: &PoststopPlan, rootfs: &Path) -> anyhow::Result<()> {
         Err(e) => return Err(e),
     };
     let host_ids = host::host_ids()?;
-    refuse_namespace_root(&root, rootfs, &host_ids)?;
-    let root_mnt = mnt_id(root.as_fd())?;
+    let root_mnt = refuse_namespace_root(&root, rootfs, &host_ids)?.mnt_id;
     for step in &plan.rootfs {
         log::debug!(oci_action = step.kind(); "{step}");
         rootfs::run(step, &root, root_mnt, &host_ids).with_context(|| step.to_string())?;
@@ -275,26 +274,31 @@ fn unresolvable(e: pathrs::error::Error, path: &Path) -> anyhow::Error {
 
 /// Refuses a rootfs that is the root of the current mount namespace or the
 /// host's root directory (a config.json whose `root.path` is `/` or an alias
-/// of it): the hook would work on the host.
-fn refuse_namespace_root(root: &Root, rootfs: &Path, host: &HostIds) -> anyhow::Result<()> {
+/// of it): the hook would work on the host. Returns the rootfs root's
+/// facts (one `statx`; the fd's mount and inode never change).
+fn refuse_namespace_root(
+    root: &Root,
+    rootfs: &Path,
+    host: &HostIds,
+) -> anyhow::Result<guard::FileFacts> {
     let slash = rustix::fs::open(
         "/",
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    guard::check_rootfs(
-        rootfs,
-        file_facts(root.as_fd())?.id,
-        file_facts(slash.as_fd())?.id,
-        host,
-    )?;
-    Ok(())
+    let facts = file_facts(root.as_fd())?;
+    guard::check_rootfs(rootfs, facts.id, file_facts(slash.as_fd())?.id, host)?;
+    Ok(facts)
 }
 
 /// Refuses anything but a regular file.
 fn regular_file(handle: &Handle) -> anyhow::Result<()> {
     let st = statx(handle.as_fd(), "", AtFlags::EMPTY_PATH, StatxFlags::TYPE)?;
-    let ft = FileType::from_raw_mode(u32::from(st.stx_mode));
+    refuse_unless_regular(FileType::from_raw_mode(u32::from(st.stx_mode)))
+}
+
+/// Refuses a file type `ft` that is not a regular file.
+fn refuse_unless_regular(ft: FileType) -> anyhow::Result<()> {
     if ft != FileType::RegularFile {
         return Err(Refusal::NotRegularFile {
             kind: format!("{ft:?}"),
@@ -316,20 +320,26 @@ fn chown_to(fd: BorrowedFd<'_>, owner: Owner) -> rustix::io::Result<()> {
 }
 
 fn file_facts(fd: BorrowedFd<'_>) -> rustix::io::Result<guard::FileFacts> {
+    Ok(type_and_facts(fd)?.1)
+}
+
+/// The file type and the [`guard::FileFacts`] of `fd`, from one `statx`.
+fn type_and_facts(fd: BorrowedFd<'_>) -> rustix::io::Result<(FileType, guard::FileFacts)> {
     let st = statx(
         fd,
         "",
         AtFlags::EMPTY_PATH,
-        StatxFlags::INO | StatxFlags::NLINK | StatxFlags::MNT_ID,
+        StatxFlags::TYPE | StatxFlags::INO | StatxFlags::NLINK | StatxFlags::MNT_ID,
     )?;
-    Ok(guard::FileFacts {
+    let facts = guard::FileFacts {
         id: guard::FileId {
             dev: (st.stx_dev_major, st.stx_dev_minor),
             ino: st.stx_ino,
         },
         mnt_id: st.stx_mnt_id,
         nlink: st.stx_nlink,
-    })
+    };
+    Ok((FileType::from_raw_mode(u32::from(st.stx_mode)), facts))
 }
 
 fn mnt_id(fd: BorrowedFd<'_>) -> anyhow::Result<u64> {

@@ -542,6 +542,14 @@ pub fn count_syscalls(
         .write_all(state.to_string().as_bytes());
     let out = child.wait_with_output().unwrap();
     let text = std::fs::read_to_string(trace.path()).unwrap();
+    // OSH_COST_TRACE=DIR keeps each trace there (DIR/<pid of the test>-<n>)
+    // to see where the calls go.
+    if let Ok(dir) = std::env::var("OSH_COST_TRACE") {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = std::fs::create_dir_all(&dir);
+        std::fs::write(format!("{dir}/{}-{n}", std::process::id()), &text).unwrap();
+    }
     // "PID name(args) = result"; "+++ exited ..." and "--- SIG... ---" are
     // not calls.
     let calls: Vec<(&str, &str)> = text

@@ -12,7 +12,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::Namespace;
 use crate::apply::guard::{self, Foreign, Refusal};
-use crate::apply::{chown_to, file_facts, is_enoent, regular_file, unresolvable};
+use crate::apply::{chown_to, is_enoent, refuse_unless_regular, type_and_facts, unresolvable};
 use crate::config::Owner;
 use crate::reopen::reopen;
 
@@ -41,7 +41,7 @@ impl Namespace {
         mode: u32,
         owner: Option<Owner>,
     ) -> anyhow::Result<std::fs::File> {
-        self.check_writable(dir.as_fd(), dest)?;
+        self.check_writable(dir.as_fd(), None, dest)?;
         let fd = rustix::fs::openat(
             dir,
             name,
@@ -76,13 +76,11 @@ impl Namespace {
     ) -> anyhow::Result<()> {
         let mut file = match self.root.resolve(dest) {
             Ok(h) => {
-                regular_file(&h)?;
-                self.check_writable(h.as_fd(), dest)?;
-                match guard::foreign_machine_id(
-                    &file_facts(h.as_fd())?,
-                    &self.writable,
-                    self.host.machine_id,
-                ) {
+                // One statx for the type, the mount and the links.
+                let (ft, facts) = type_and_facts(h.as_fd())?;
+                refuse_unless_regular(ft)?;
+                self.check_writable(h.as_fd(), Some(facts.mnt_id), dest)?;
+                match guard::foreign_machine_id(&facts, &self.writable, self.host.machine_id) {
                     None => reopen(&h, OFlags::WRONLY | OFlags::TRUNC)?,
                     Some(Foreign::Linked(n)) => {
                         // Never write through a hard link (e.g. to a file

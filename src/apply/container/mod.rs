@@ -13,9 +13,7 @@ use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
 use super::guard::{self, HostIds, Refusal};
 use super::host::HostObjects;
-use super::{
-    is_enoent, mnt_id, refuse_namespace_root, regular_file, type_and_identity, unresolvable,
-};
+use super::{mnt_id, refuse_namespace_root, regular_file, type_and_identity, unresolvable};
 mod files;
 
 use crate::mountinfo::Table;
@@ -53,7 +51,7 @@ impl Namespace {
         host: HostIds,
     ) -> anyhow::Result<Namespace> {
         let root = super::open_rootfs(process_root, rootfs, ResolveFlags::IN_ROOT)?;
-        refuse_namespace_root(&root, rootfs, &host)?;
+        let facts = refuse_namespace_root(&root, rootfs, &host)?;
         let table = Table::read(None).context("read the container's mount table")?;
         let real_root = mounts::fd_path(root.as_fd())?;
         // config.json's own tmpfs mounts, and tmpfs mounts already at the
@@ -63,13 +61,9 @@ impl Namespace {
             _ => None,
         });
         let dests = plan.private_tmpfs.iter().map(PathBuf::as_path);
-        let writable = guard::writable_mounts(
-            &table,
-            &real_root,
-            mnt_id(root.as_fd())?,
-            dests.chain(hook_tmpfs),
-        );
-        let root_id = type_and_identity(root.as_fd())?.1;
+        let writable =
+            guard::writable_mounts(&table, &real_root, facts.mnt_id, dests.chain(hook_tmpfs));
+        let root_id = (facts.mnt_id, facts.id.ino, facts.id.dev.0, facts.id.dev.1);
         Ok(Namespace {
             root_id,
             root,
@@ -114,15 +108,15 @@ impl Namespace {
                 let file = mounts::private_file(contents.as_bytes())?;
                 let target = self.root.resolve(dest)?;
                 regular_file(&target)?;
-                self.attach(file.as_fd(), target.as_fd())?;
+                self.attach(file.as_fd(), target.as_fd(), None)?;
                 mounts::make_private(file.as_fd())?;
                 mounts::set_flags(file.as_fd(), true)?;
                 Ok(())
             }
             ContainerStep::BindWritable { dest } => {
-                let target = self.dir(dest)?;
+                let (target, target_mnt) = self.dir(dest)?;
                 let clone = mounts::clone_of(target.as_fd())?;
-                self.attach(clone.as_fd(), target.as_fd())?;
+                self.attach(clone.as_fd(), target.as_fd(), Some(target_mnt))?;
                 mounts::make_private(clone.as_fd())?;
                 mounts::set_flags(clone.as_fd(), false)?;
                 Ok(())
@@ -149,7 +143,7 @@ impl Namespace {
         fallback: Option<&Path>,
     ) -> anyhow::Result<()> {
         let dir = mounts::is_dir(source.as_fd())?;
-        let target = match self.mount_point(dest, dir) {
+        let (target, target_mnt) = match self.mount_point(dest, dir) {
             Ok(t) => t,
             Err(e) => match fallback {
                 Some(fb) => {
@@ -163,23 +157,57 @@ impl Namespace {
                 None => return Err(e),
             },
         };
-        self.attach(source.as_fd(), target.as_fd())?;
+        self.attach(source.as_fd(), target.as_fd(), target_mnt)?;
         mounts::make_private(source.as_fd())?;
         mounts::set_flags(source.as_fd(), readonly)?;
         Ok(())
     }
 
-    /// Fails unless `fd` is on a mount the hook may write to.
-    fn check_writable(&self, fd: BorrowedFd<'_>, what: &Path) -> anyhow::Result<()> {
-        guard::check_writable(&self.table, &self.writable, mnt_id(fd)?, what)?;
+    /// `path` inside the rootfs as an `O_PATH` handle, `None` when it does
+    /// not exist: the lookup `Root::resolve` makes
+    /// ([`mounts::open_in_root`]), without building pathrs' error for a
+    /// missing path (it reads `/proc`: 9 system calls, and `mkdir` looks up
+    /// each missing parent). Any other failure is pathrs' own lookup and
+    /// error, as before.
+    fn lookup(&self, path: &Path) -> Result<Option<Handle>, pathrs::error::Error> {
+        match mounts::open_in_root(self.root.as_fd(), path, OFlags::PATH) {
+            Ok(fd) => Ok(Some(Handle::from_fd(fd))),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(_) => self.root.resolve(path).map(Some),
+        }
+    }
+
+    /// Fails unless `fd` is on a mount the hook may write to; `mnt`: its
+    /// mount id when already read (an fd's mount never changes), else read.
+    fn check_writable(
+        &self,
+        fd: BorrowedFd<'_>,
+        mnt: Option<u64>,
+        what: &Path,
+    ) -> anyhow::Result<()> {
+        let mnt = match mnt {
+            Some(m) => m,
+            None => mnt_id(fd)?,
+        };
+        guard::check_writable(&self.table, &self.writable, mnt, what)?;
         Ok(())
     }
 
     /// Attaches `mount` on `target` unless the target's mount is shared with
     /// another namespace (the new mount would propagate there, e.g. to the
-    /// host).
-    fn attach(&mut self, mount: BorrowedFd<'_>, target: BorrowedFd<'_>) -> anyhow::Result<()> {
-        guard::check_attach(&self.table, &self.ours, mnt_id(target)?)?;
+    /// host). `target_mnt`: the target fd's mount id when already read (it
+    /// never changes for an fd), else read here.
+    fn attach(
+        &mut self,
+        mount: BorrowedFd<'_>,
+        target: BorrowedFd<'_>,
+        target_mnt: Option<u64>,
+    ) -> anyhow::Result<()> {
+        let on = match target_mnt {
+            Some(m) => m,
+            None => mnt_id(target)?,
+        };
+        guard::check_attach(&self.table, &self.ours, on)?;
         mounts::attach(mount, target)?;
         self.stale = true;
         Ok(())
@@ -203,12 +231,12 @@ impl Namespace {
             let prefix: PathBuf = std::iter::once(std::ffi::OsStr::new("/"))
                 .chain(comps[..i].iter().copied())
                 .collect();
-            match self.root.resolve(&prefix) {
-                Ok(h) => {
+            match self.lookup(&prefix) {
+                Ok(Some(h)) => {
                     found = Some((i, h));
                     break;
                 }
-                Err(e) if is_enoent(&e) => continue,
+                Ok(None) => continue,
                 Err(e) => return Err(unresolvable(e, &prefix)),
             }
         }
@@ -222,7 +250,7 @@ impl Namespace {
             }
             .into());
         }
-        self.check_writable(existing.as_fd(), dest)?;
+        self.check_writable(existing.as_fd(), None, dest)?;
         let mut cur: OwnedFd = existing.into();
         for name in &comps[i..] {
             match rustix::fs::mkdirat(&cur, *name, Mode::from_raw_mode(mode)) {
@@ -255,7 +283,8 @@ impl Namespace {
     }
 
     /// [`Namespace::mkdir`], then: a directory, and not the rootfs root.
-    fn dir(&self, dest: &Path) -> anyhow::Result<Handle> {
+    /// Returns it with its mount id (from the same `statx`).
+    fn dir(&self, dest: &Path) -> anyhow::Result<(Handle, u64)> {
         let target = self.mkdir(dest, 0o755)?;
         let (ft, id) = type_and_identity(target.as_fd())?;
         if ft != FileType::Directory {
@@ -271,27 +300,28 @@ impl Namespace {
                 dest: dest.to_path_buf(),
             },
         )?;
-        Ok(target)
+        Ok((target, id.0))
     }
 
     /// A handle on `dest` to mount on: a directory (created if missing) or
-    /// an existing file, or an empty file created where missing.
-    fn mount_point(&self, dest: &Path, dir: bool) -> anyhow::Result<Handle> {
+    /// an existing file, or an empty file created where missing; with its
+    /// mount id when it was read on the way.
+    fn mount_point(&self, dest: &Path, dir: bool) -> anyhow::Result<(Handle, Option<u64>)> {
         if dir {
-            return self.dir(dest);
+            return self.dir(dest).map(|(h, m)| (h, Some(m)));
         }
-        match self.root.resolve(dest) {
-            Ok(h) => Ok(h),
-            Err(e) if is_enoent(&e) => {
+        match self.lookup(dest) {
+            Ok(Some(h)) => Ok((h, None)),
+            Ok(None) => {
                 self.create_file(dest, 0o644, None)?;
-                Ok(self.root.resolve(dest)?)
+                Ok((self.root.resolve(dest)?, None))
             }
             Err(e) => Err(e.into()),
         }
     }
 
     fn tmpfs(&mut self, dest: &Path, options: &TmpfsOptions, copy_up: bool) -> anyhow::Result<()> {
-        let target = self.dir(dest)?;
+        let (target, target_mnt) = self.dir(dest)?;
         let real = mounts::fd_path(target.as_fd())?;
 
         // Mounts already below dest (volumes, secrets, .containerenv): take a
@@ -313,7 +343,7 @@ impl Namespace {
             // Only the image's own content (or a tmpfs the hook or
             // config.json made) is copied: never /proc, /sys or a volume that
             // a symlink in the image points at.
-            self.check_writable(target.as_fd(), dest)
+            self.check_writable(target.as_fd(), Some(target_mnt), dest)
                 .context("tmpcopyup")?;
             // The directory itself, opened for reading through its own
             // handle: "." never crosses a mount or follows a link.
@@ -329,18 +359,19 @@ impl Namespace {
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
                 Mode::empty(),
             )?;
-            let stats = copyup::copy_tree(src.as_fd(), dst.as_fd(), &copyup::DEFAULT_LIMITS)
-                .map_err(|e| match e {
-                    copyup::CopyError::Bound(b) => Refusal::CopyUpBound(b).into(),
-                    e => anyhow::Error::new(e),
-                })?;
+            let stats =
+                copyup::copy_tree(src, Some(target_mnt), dst.as_fd(), &copyup::DEFAULT_LIMITS)
+                    .map_err(|e| match e {
+                        copyup::CopyError::Bound(b) => Refusal::CopyUpBound(b).into(),
+                        e => anyhow::Error::new(e),
+                    })?;
             log::debug!("tmpcopyup {}: {stats:?}", dest.display());
         }
         for (rel, _, dir) in &keep {
             mounts::make_mount_point(mnt.as_fd(), rel, *dir)
                 .with_context(|| format!("mount point {}", rel.display()))?;
         }
-        self.attach(mnt.as_fd(), target.as_fd())
+        self.attach(mnt.as_fd(), target.as_fd(), Some(target_mnt))
             .context("attach tmpfs")?;
         let id = mnt_id(mnt.as_fd())?;
         self.ours.push(id);
