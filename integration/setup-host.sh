@@ -2,7 +2,8 @@
 # Prepares this machine for the demo and the tests, as root:
 #  - installs what is missing (podman, crun, runc, conmon, netavark, mmdebstrap,
 #    bats, util-linux tools, go-md2man and rpmbuild for the man page and the
-#    RPM) from the distribution's packages;
+#    RPM, dbus-daemon for the test of a system bus without machined) from
+#    the distribution's packages;
 #  - checks for a Rust toolchain new enough to build the hook;
 #  - fixes host quirks that break podman/crun (integration/host-quirks.sh).
 # Safe to run again: it only acts on what is missing.
@@ -27,6 +28,7 @@ needs=(
   go-md2man:go-md2man:golang-github-cpuguy83-md2man
   rpmbuild:rpm:rpm-build
   cpio:cpio:cpio
+  dbus-daemon:dbus-daemon:dbus-daemon
   strace:strace:strace
 )
 missing_deb=(); missing_rpm=()

@@ -78,6 +78,10 @@ pub struct ContainerConfig {
     /// `linux.mountLabel`: the SELinux context of the container's file
     /// systems (e.g. `system_u:object_r:container_file_t:s0:c1,c2`).
     pub mount_label: Option<String>,
+    /// The annotation `io.github.oci-systemd-hook.machine-name`
+    /// ([`crate::machine::NAME_ANNOTATION`]): the name to register the
+    /// container under with systemd-machined.
+    pub machine_name: Option<String>,
 }
 
 /// A host uid and gid.
@@ -118,6 +122,10 @@ struct RawConfig {
     process: Option<RawProcess>,
     mounts: Option<Vec<RawMount>>,
     linux: Option<RawLinux>,
+    /// Read leniently: only the machine name is used, for an optional
+    /// feature, so annotations of another shape are ignored rather than
+    /// failing prestart.
+    annotations: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -386,6 +394,12 @@ fn flatten(raw: RawConfig, bundle: &Path) -> Result<ContainerConfig, ConfigError
         cgroupns: has_ns("cgroup"),
         root_owner,
         mount_label: linux.mount_label.filter(|l| !l.is_empty()),
+        machine_name: raw
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::machine::NAME_ANNOTATION))
+            .and_then(|n| n.as_str())
+            .map(str::to_string),
     })
 }
 
@@ -472,6 +486,27 @@ mod tests {
         );
         assert_eq!(c.tmpfs_destinations, vec![PathBuf::from("/dev")]);
         assert!(c.cgroupns);
+    }
+
+    #[test]
+    fn the_machine_name_annotation_is_read_and_odd_annotations_ignored() {
+        let c = variant(|v| {
+            v["annotations"] = serde_json::json!({
+                "io.github.oci-systemd-hook.machine-name": "web1",
+                "io.podman.annotations.autoremove": "TRUE"
+            });
+        })
+        .unwrap();
+        assert_eq!(c.machine_name.as_deref(), Some("web1"));
+        for odd in [
+            serde_json::json!("not-an-object"),
+            serde_json::json!({"io.github.oci-systemd-hook.machine-name": 5}),
+            serde_json::json!(null),
+        ] {
+            let c = variant(|v| v["annotations"] = odd.clone()).unwrap();
+            assert_eq!(c.machine_name, None, "{odd}");
+        }
+        assert_eq!(variant(|_| {}).unwrap().machine_name, None);
     }
 
     #[test]

@@ -178,6 +178,7 @@ fn write_explanation(
         &machine_id,
         None,
         facts.layout == crate::cgroup::Layout::Legacy,
+        facts.machined,
     );
     writeln!(out, "poststop:")?;
     if !post.host.is_empty() {
@@ -310,6 +311,7 @@ mod tests {
                 selinux: false,
                 host_machine_id: None,
                 image_systemd,
+                machined: crate::machine::Machined::NotSystemdHost,
             };
             let args = ExplainArgs {
                 bundle: bundle.clone(),

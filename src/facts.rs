@@ -2,8 +2,9 @@
 //! container's cgroups (`/proc/<pid>/cgroup`), the hierarchies' mount points
 //! (from the mount table as [`crate::mountinfo`] reads it, the one way the
 //! hook reads mount points), the memory limit, SELinux, the host's
-//! machine-id, and the image's systemd version ([`crate::image`]), which
-//! picks the cgroup model ([`crate::cgmodel`]).
+//! machine-id, the image's systemd version ([`crate::image`]), which
+//! picks the cgroup model ([`crate::cgmodel`]), and whether
+//! systemd-machined may be there.
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +35,9 @@ pub struct HostFacts {
     pub selinux: bool,
     /// The host's own machine-id (`/etc/machine-id`), when readable.
     pub host_machine_id: Option<String>,
+    /// Whether the hook may register the container with systemd-machined
+    /// ([`crate::machine::probe`]).
+    pub machined: crate::machine::Machined,
     /// The image's systemd version (`libsystemd-shared-<N>.so`), `None` when
     /// none was found.
     pub image_systemd: Option<u32>,
@@ -87,6 +91,7 @@ pub fn host_facts(pid: Option<i32>, rootfs: Option<&Path>) -> anyhow::Result<Hos
         selinux: selinux_enabled(),
         host_machine_id: host_machine_id(),
         image_systemd,
+        machined: crate::machine::probe(),
     })
 }
 

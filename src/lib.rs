@@ -15,6 +15,7 @@ pub mod explain;
 pub mod facts;
 pub mod image;
 pub mod log;
+pub mod machine;
 pub mod machine_id;
 pub mod mountinfo;
 pub mod mounts;

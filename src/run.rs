@@ -116,10 +116,14 @@ fn prestart(state: &HookState, start: Instant) -> anyhow::Result<()> {
     let facts = host_facts(Some(pid), Some(&config.rootfs)).context("reading host facts")?;
     let plan = plan::prestart(&config, &facts, &state.id, &machine_id)?;
     for s in &plan.skipped {
-        log::debug!("skip {s}");
+        if s.is_warning() {
+            log::warn!("skip {s}");
+        } else {
+            log::debug!("skip {s}");
+        }
     }
     let planned = Instant::now();
-    apply::prestart(&plan, pid, &config.rootfs)?;
+    let registration = apply::prestart(&plan, pid, &config.rootfs)?;
     if std::env::var_os(TIMINGS_ENV).is_some() {
         let us = |a: Instant, b: Instant| b.duration_since(a).as_micros();
         eprintln!(
@@ -129,8 +133,23 @@ fn prestart(state: &HookState, start: Instant) -> anyhow::Result<()> {
             us(planned, Instant::now())
         );
     }
+    // The machine's fate ends the one summary line; only a failure gets a
+    // line (a warning) of its own.
+    let machine = match registration {
+        Some(r) if r.is_failure() => {
+            log::warn!("{r}");
+            String::new()
+        }
+        Some(r) => format!("; {r}"),
+        None => plan
+            .skipped
+            .iter()
+            .find(|s| s.step == plan::Skipped::Machine && !s.is_warning())
+            .map(|s| format!("; {s}"))
+            .unwrap_or_default(),
+    };
     log::info!(
-        "prepared {} for systemd: {} host and {} container steps, machine-id {machine_id}, {} host, cgroups {}",
+        "prepared {} for systemd: {} host and {} container steps, machine-id {machine_id}, {} host, cgroups {}{machine}",
         config.rootfs.display(),
         plan.host.len(),
         plan.container.len(),
@@ -164,6 +183,7 @@ fn poststop(state: &HookState) -> anyhow::Result<()> {
         &machine_id,
         crate::facts::host_machine_id().as_deref(),
         crate::cgroup::detect_layout().is_ok_and(|l| l == crate::cgroup::Layout::Legacy),
+        crate::machine::probe(),
     );
     apply::poststop(&plan, &config.rootfs)?;
     log::info!("cleaned {}", config.rootfs.display());

@@ -1188,6 +1188,221 @@ fn an_id_longer_than_256_bytes_reuses_its_journal_dir() {
     );
 }
 
+/// The stderr lines of a hook run that mention systemd-machined.
+fn machined_lines(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.contains("machined"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn assert_prepared(sb: &Sandbox) {
+    let run = sb.mount_at("/run").expect("tmpfs on /run");
+    assert_eq!(run.fs_type, "tmpfs");
+    assert_eq!(
+        sb.read("/etc/machine-id").unwrap(),
+        format!("{}\n", sb.machine_id()).as_bytes()
+    );
+    assert!(
+        sb.mount_at(&format!("/var/log/journal/{}", sb.machine_id()))
+            .is_some()
+    );
+}
+
+#[test]
+#[serial_test::serial]
+fn without_systemd_machined_is_one_info_line_and_nothing_else() {
+    // This host: PID 1 is not systemd, so there is no /run/systemd/system.
+    require_root();
+    assert!(
+        !Path::new("/run/systemd/system").exists(),
+        "this test is for a host not booted with systemd"
+    );
+    let sb = Sandbox::new(json!({}));
+    let state = json!({"ociVersion": "1.0.2", "id": sb.id, "status": "creating", "pid": sb.pid(), "bundle": sb.bundle});
+    let o = sb.hook(&state, &[], false);
+    assert_ok(&o);
+    let lines: Vec<String> = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("oci-systemd-hook: info: "),
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].ends_with(
+            "; systemd-machined registration: not a systemd host (no /run/systemd/system)"
+        ),
+        "{lines:?}"
+    );
+    assert_prepared(&sb);
+    // Poststop says nothing about it.
+    let o = sb.poststop();
+    assert_ok(&o);
+    assert_eq!(machined_lines(&o.stderr), Vec::<String>::new());
+    // Turned off in the hook's environment: the same line without the reason
+    // of the host, the same work.
+    let sb = Sandbox::new(json!({}));
+    let state = json!({"ociVersion": "1.0.2", "id": sb.id, "status": "creating", "pid": sb.pid(), "bundle": sb.bundle});
+    let o = sb.hook(&state, &[("OCI_SYSTEMD_HOOK_MACHINE", "0")], false);
+    assert_ok(&o);
+    let lines = machined_lines(&o.stderr);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].ends_with("OCI_SYSTEMD_HOOK_MACHINE turns it off in the hook's environment"),
+        "{lines:?}"
+    );
+    assert_prepared(&sb);
+}
+
+/// Runs the hook's prestart (and, with `poststop`, its poststop) for `sb`
+/// in a private mount namespace with a /run/systemd/system and a real
+/// dbus-daemon as the system bus; `answers`: whether the bus policy lets
+/// replies reach the hook (without, its Hello is never answered). Returns
+/// (exit code, stderr) of each run. No machined is faked: the bus has none.
+fn with_private_system_bus(sb: &Sandbox, answers: bool, poststop: bool) -> Vec<(String, Vec<u8>)> {
+    let dir = sb.dir.path();
+    let receive = if answers {
+        r#"<allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>"#
+    } else {
+        ""
+    };
+    std::fs::write(
+        dir.join("bus.conf"),
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=/run/dbus/system_bus_socket</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow send_destination="*"/>
+    <allow own="*"/>
+    {receive}
+  </policy>
+</busconfig>
+"#
+        ),
+    )
+    .unwrap();
+    let pre = json!({"ociVersion": "1.0.2", "id": sb.id, "status": "creating", "pid": sb.pid(), "bundle": sb.bundle});
+    let post =
+        json!({"ociVersion": "1.0.2", "id": sb.id, "status": "stopped", "bundle": sb.bundle});
+    std::fs::write(dir.join("pre.json"), pre.to_string()).unwrap();
+    std::fs::write(dir.join("post.json"), post.to_string()).unwrap();
+    let post_cmd = if poststop {
+        "rc=0; env -i {hook} < {d}/post.json 2> {d}/post.err || rc=$?; echo $rc > {d}/post.rc"
+    } else {
+        ""
+    };
+    let script = format!(
+        r#"set -e
+mount -t tmpfs tmpfs /run/systemd 2>/dev/null || {{ mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd; }}
+mkdir /run/systemd/system
+mount -t tmpfs tmpfs /run/dbus 2>/dev/null || {{ mkdir -p /run/dbus && mount -t tmpfs tmpfs /run/dbus; }}
+dbus-daemon --config-file={{d}}/bus.conf --nofork --nopidfile & dp=$!
+trap 'kill $dp' EXIT
+for i in $(seq 200); do [ -S /run/dbus/system_bus_socket ] && break; sleep 0.05; done
+cd {{bundle}}
+rc=0; {{hook}} < {{d}}/pre.json 2> {{d}}/pre.err || rc=$?; echo $rc > {{d}}/pre.rc
+{post_cmd}"#
+    )
+    .replace("{d}", &dir.display().to_string())
+    .replace("{bundle}", &sb.bundle.display().to_string())
+    .replace("{hook}", HOOK);
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let mut out = vec![(
+        String::from_utf8_lossy(&read("pre.rc")).trim().to_string(),
+        read("pre.err"),
+    )];
+    if poststop {
+        out.push((
+            String::from_utf8_lossy(&read("post.rc")).trim().to_string(),
+            read("post.err"),
+        ));
+    }
+    out
+}
+
+fn lines_of(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+#[serial_test::serial]
+fn a_system_bus_without_machined_is_one_info_line_and_nothing_else() {
+    // A systemd host whose bus has no org.freedesktop.machine1 (no
+    // systemd-container package). The hook connects before it joins the
+    // container's namespace and calls after; the bus answers ServiceUnknown.
+    require_root();
+    let sb = Sandbox::new(json!({}));
+    let runs = with_private_system_bus(&sb, true, true);
+    let (rc, err) = &runs[0];
+    let lines = lines_of(err);
+    assert_eq!(rc, "0", "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("oci-systemd-hook: info: "),
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].ends_with("; systemd-machined registration: machined is not on the system bus"),
+        "{lines:?}"
+    );
+    // Prepared as usual (poststop ran too, which emptied the machine-id).
+    assert_eq!(sb.mount_at("/run").unwrap().fs_type, "tmpfs");
+    assert!(
+        sb.mount_at(&format!("/var/log/journal/{}", sb.machine_id()))
+            .is_some()
+    );
+    assert_eq!(sb.read("/etc/machine-id").unwrap(), b"");
+    let (rc, err) = &runs[1];
+    assert_eq!(rc, "0", "{}", String::from_utf8_lossy(err));
+    assert_eq!(machined_lines(err), Vec::<String>::new());
+}
+
+#[test]
+#[serial_test::serial]
+fn a_system_bus_that_never_answers_is_one_warning_and_prestart_exits_0() {
+    // The bus takes the connection but its policy drops every reply, so the
+    // Hello is never answered (zbus does not bound it): the hook gives up
+    // after its bound with one warning and the container is prepared.
+    require_root();
+    let sb = Sandbox::new(json!({}));
+    let runs = with_private_system_bus(&sb, false, false);
+    let (rc, err) = &runs[0];
+    let lines = lines_of(err);
+    assert_eq!(rc, "0", "{lines:?}");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("oci-systemd-hook: warn: ")
+            && lines[0]
+                .contains("cannot register with systemd-machined: no answer on the system bus"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("oci-systemd-hook: info: ") && !lines[1].contains("machined"),
+        "{lines:?}"
+    );
+    assert_prepared(&sb);
+}
+
 /// The cgroup2 view on a hybrid host, for an image whose systemd has no v1
 /// support (262) and one with no systemd found: the host's cgroup2 hierarchy
 /// (`/sys/fs/cgroup/unified`) read-only at `/sys/fs/cgroup` with the own

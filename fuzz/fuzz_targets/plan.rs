@@ -10,6 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use oci_systemd_hook::cgroup::{Layout, container_cgroups};
 use oci_systemd_hook::decide::{Decision, decide};
 use oci_systemd_hook::facts::HostFacts;
+use oci_systemd_hook::machine::{Machined, name_is_valid};
 use oci_systemd_hook::plan::{self, ContainerStep, HostSource, HostStep, PoststopHostStep, RootfsStep};
 use procfs::FromBufRead;
 
@@ -35,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
         selinux: sel.get(2).is_some_and(|b| b & 1 == 1),
         host_machine_id: None,
         image_systemd: sel.get(3).and_then(|b| (*b != 0).then(|| 200 + u32::from(*b % 80))),
+        machined: if sel.get(2).is_some_and(|b| b & 2 == 2) { Machined::Possible } else { Machined::NotSystemdHost },
     };
     let Ok(p) = plan::prestart(&config, &facts, &id, &machine_id) else { return };
     let beneath_ok = |source: &HostSource| {
@@ -57,6 +59,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(matches!(members, HostSource::Beneath { .. }));
                 beneath_ok(members);
             }
+            HostStep::RegisterMachine(m) => {
+                assert!(name_is_valid(&m.name) && m.root_directory.is_absolute());
+                assert!(matches!(p.host.last(), Some(HostStep::RegisterMachine(_))), "registration is the last host step");
+            }
         }
     }
     for a in &p.container {
@@ -75,12 +81,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let post = plan::poststop(&config, &id, &machine_id, None, layout == Layout::Legacy);
+    let post = plan::poststop(&config, &id, &machine_id, None, layout == Layout::Legacy, facts.machined);
     for h in &post.host {
         let _ = h.to_string();
         match h {
             PoststopHostStep::RemoveUnfinishedHostDir { path, .. } => assert!(path.starts_with("/var/log/journal")),
             PoststopHostStep::RemoveCgroup2 { name } => assert!(!name.contains('/')),
+            PoststopHostStep::TerminateMachine(m) => assert!(name_is_valid(&m.name)),
         }
     }
     for r in &post.rootfs {

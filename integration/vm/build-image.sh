@@ -30,7 +30,8 @@ die() { printf 'build-image: error: %s\n' "$*" >&2; exit 1; }
 # The guest: kernel + initrd for direct boot, systemd as PID 1, the container
 # stack, bats and what the suite calls (findmnt, mountpoint, nsenter:
 # util-linux; journalctl: systemd; stat, od, head: coreutils; awk: mawk;
-# diff: diffutils; tar for the input disk).
+# diff: diffutils; tar for the input disk; systemd-machined and machinectl:
+# systemd-container, for integration/machine.bats).
 packages=(
   linux-image-cloud-amd64 initramfs-tools udev kmod
   systemd systemd-sysv dbus

@@ -121,6 +121,10 @@ main() {
       runc) rt=runc file=runc.bats ;;
       userns) rt=crun file=userns.bats filter= ;;
       rootless) rt=crun file=rootless.bats filter= ;;
+      # systemd-machined (integration/machine.bats): not in run.sh's default
+      # OSH_VM_RUNS; ask for it with OSH_VM_RUNS="... machine-crun machine-runc".
+      machine-crun) rt=crun file=machine.bats filter= ;;
+      machine-runc) rt=runc file=machine.bats filter= ;;
       compare) rt=crun file= ;;
       # One boot: Docker's default on cgroup v2 is private cgroupns already
       # (the image import alone takes minutes under TCG).
@@ -164,7 +168,7 @@ main() {
     for name in $runs; do
       [ "$(cat "$out/$name.rc")" = 0 ] && continue
       case "$name" in userns | rootless | compare | docker) continue ;; esac
-      case "$name" in podman-crun) rt=crun ;; *) rt=runc ;; esac
+      case "$name" in podman-crun | machine-crun) rt=crun ;; *) rt=runc ;; esac
       [ -d "$out/diag-$rt-host" ] || { diag_podman "$rt" host; diag_podman "$rt" private; }
     done
     systemctl --failed --no-pager > "$out/guest-systemctl-failed.txt" 2>&1

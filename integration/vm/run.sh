@@ -21,7 +21,9 @@
 #   OSH_VM_RUNS           suite runs per guest: podman-crun (podman.bats, crun),
 #                         podman-runc (podman.bats, runc), runc (runc.bats),
 #                         compare (compare-mounts.sh), docker (docker.bats);
-#                         default the first four, and docker on unified
+#                         default the first four, and docker on unified;
+#                         also machine-crun, machine-runc (machine.bats,
+#                         systemd-machined), not in the default
 #   OSH_VM_DOCKER         0: no docker run on the unified layout (default 1)
 #   OSH_VM_USERNS         0: no unified-userns VM (default 1)
 #   OSH_VM_FILTER         bats --filter (default "cgroupns": the host and private

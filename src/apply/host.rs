@@ -13,7 +13,7 @@ use pathrs::Root;
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::guard::{HostIds, Refusal};
-use super::{cgroup2, chown_to, file_facts, hostdir, members};
+use super::{cgroup2, chown_to, file_facts, hostdir, machine, members};
 use crate::config::Owner;
 use crate::mounts;
 use crate::plan::{HostSource, HostStep, ObjectId, PoststopHostStep};
@@ -92,6 +92,8 @@ pub(super) struct Container {
     /// runs in a plain chroot, that chroot — which `setns` would otherwise
     /// lose, since it resets the hook's root to the namespace's real root.
     pub(super) root: OwnedFd,
+    /// A pidfd of the container's init: the leader machined pins.
+    pub(super) pidfd: OwnedFd,
 }
 
 fn ns_ino(fd: BorrowedFd<'_>) -> anyhow::Result<u64> {
@@ -150,6 +152,7 @@ pub(super) fn pin_container(pid: i32) -> anyhow::Result<Container> {
         mnt_ns,
         mnt_ns_ino,
         root,
+        pidfd,
     })
 }
 
@@ -185,9 +188,19 @@ impl HostObjects {
     }
 }
 
-/// Runs the host steps in order. Changes are recorded in `undo`; the host
-/// directories made or reused are returned to be marked done
-/// ([`hostdir::Unfinished::mark_done`]) when the whole prestart finished.
+/// What the host steps leave for the rest of prestart.
+pub(super) struct HostDone {
+    /// The host objects the container steps bind.
+    pub(super) objects: HostObjects,
+    /// The host directories to mark done when the whole prestart finished
+    /// ([`hostdir::Unfinished::mark_done`]).
+    pub(super) unfinished: hostdir::Unfinished,
+    /// The machine registration to finish last, or what already ended it
+    /// (no bus); `None` without a [`HostStep::RegisterMachine`].
+    pub(super) machine: Option<Result<machine::Pending, machine::Registration>>,
+}
+
+/// Runs the host steps in order. Changes are recorded in `undo`.
 ///
 /// # Errors
 /// The first failing step, with the step in the message.
@@ -195,9 +208,10 @@ pub(super) fn run(
     steps: &[HostStep],
     container: &Container,
     undo: &mut Undo,
-) -> anyhow::Result<(HostObjects, hostdir::Unfinished)> {
+) -> anyhow::Result<HostDone> {
     let mut objects = HostObjects::default();
     let mut unfinished = hostdir::Unfinished::default();
+    let mut pending = None;
     // The cgroup2 a MakeCgroup2 step mounted, detached.
     let mut own_cgroup2: Option<OwnedFd> = None;
     let mut skipped_dirs: Vec<&Path> = Vec::new();
@@ -260,9 +274,15 @@ pub(super) fn run(
                 let fd = fd.transpose().with_context(|| step.to_string())?;
                 objects.0.insert(*object, fd);
             }
+            // Only the socket here: the call comes after the container steps.
+            HostStep::RegisterMachine(m) => pending = Some(machine::connect(m)),
         }
     }
-    Ok((objects, unfinished))
+    Ok(HostDone {
+        objects,
+        unfinished,
+        machine: pending,
+    })
 }
 
 /// Runs one poststop host step (whether or not the rootfs is still there).
@@ -272,6 +292,26 @@ pub(super) fn run_poststop(step: &PoststopHostStep) -> anyhow::Result<()> {
             hostdir::remove_unfinished(path, marker)
         }
         PoststopHostStep::RemoveCgroup2 { name } => cgroup2::remove(name),
+        // Never an error: at most one warning.
+        PoststopHostStep::TerminateMachine(m) => {
+            match machine::terminate(m) {
+                Ok(machine::Termination::Terminated) => {
+                    log::info!("terminated machine {} in systemd-machined", m.name)
+                }
+                Ok(machine::Termination::Gone(why)) => {
+                    log::debug!("machine {} is not in systemd-machined: {why}", m.name)
+                }
+                Ok(machine::Termination::Foreign) => log::info!(
+                    "machine {} in systemd-machined has another id or root directory; left alone",
+                    m.name
+                ),
+                Err(e) => log::warn!(
+                    "cannot terminate machine {} in systemd-machined: {e}",
+                    m.name
+                ),
+            }
+            Ok(())
+        }
     }
 }
 

@@ -55,12 +55,14 @@ mod container;
 pub mod guard;
 mod host;
 mod hostdir;
+mod machine;
 mod members;
 mod rootfs;
 
 pub use guard::Refusal;
 pub use guard::{MAX_CGROUPS_CHECKED, MAX_PROCS_BYTES};
 pub use hostdir::{JOURNAL_DONE_XATTR, JOURNAL_MARKER_XATTR};
+pub use machine::{Registration, SYSTEM_BUS_SOCKET};
 
 /// Why applying a plan failed: refused on purpose by the safety policy, or
 /// failed. Either way the message (`{:#}`-style, outermost step first) names
@@ -110,11 +112,15 @@ impl From<anyhow::Error> for ApplyError {
 /// whose rootfs is at `rootfs` (absolute, as in its mount namespace): the
 /// host steps, then the container steps in its mount namespace.
 ///
+/// Returns what became of the machine registration, when the plan has a
+/// [`HostStep::RegisterMachine`](crate::plan::HostStep::RegisterMachine);
+/// it never fails prestart.
+///
 /// # Errors
 /// The first failing step, with the step and the path in the message; a
 /// [`Refusal`] is [`ApplyError::Refused`]. Host changes made before the
 /// failure are undone.
-pub fn prestart(plan: &Plan, pid: i32, rootfs: &Path) -> Result<(), ApplyError> {
+pub fn prestart(plan: &Plan, pid: i32, rootfs: &Path) -> Result<Option<Registration>, ApplyError> {
     let mut undo = host::Undo::default();
     let result = prestart_inner(plan, pid, rootfs, &mut undo);
     if result.is_err() {
@@ -128,13 +134,17 @@ fn prestart_inner(
     pid: i32,
     rootfs: &Path,
     undo: &mut host::Undo,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Registration>> {
     // 1. Pin and check the container; note what the host's root and
     // machine-id are before leaving its namespace.
     let container = host::pin_container(pid)?;
     let host_ids = host::host_ids()?;
     // 2. Host side.
-    let (mut objects, unfinished) = host::run(&plan.host, &container, undo)?;
+    let host::HostDone {
+        mut objects,
+        unfinished,
+        machine,
+    } = host::run(&plan.host, &container, undo)?;
     // 3. Join the container's mount namespace and work under the rootfs;
     // the system log first, while /dev/log is still the host's.
     crate::log::connect();
@@ -150,7 +160,12 @@ fn prestart_inner(
             .with_context(|| step.to_string())?;
     }
     // 4. Done: from here on poststop keeps the host directories.
-    unfinished.mark_done()
+    unfinished.mark_done()?;
+    // 5. Last, as it starts the D-Bus client's threads (see `machine`).
+    Ok(machine.map(|m| match m {
+        Ok(pending) => machine::register(pending, container.pidfd.as_fd(), pid),
+        Err(registration) => registration,
+    }))
 }
 
 /// Runs a poststop plan: its host steps, then its rootfs steps against the

@@ -11,6 +11,7 @@ use super::{
 use crate::cgmodel::{self, Model};
 use crate::config::ContainerConfig;
 use crate::facts::{HOST_JOURNAL_ROOT, HostFacts};
+use crate::machine::{self, Machine, Machined};
 use crate::machine_id::MachineId;
 
 fn p(s: &str) -> PathBuf {
@@ -121,7 +122,29 @@ pub fn prestart(
             });
         }
     }
+
+    // systemd-machined, last of the host steps.
+    match machine_for(config, facts.machined, machine_id) {
+        Ok(m) => plan.host.push(HostStep::RegisterMachine(m)),
+        Err(skip) => plan.skipped.push(skip),
+    }
     Ok(plan)
+}
+
+/// The machine to register or terminate, or why there is none.
+fn machine_for(
+    config: &ContainerConfig,
+    machined: Machined,
+    machine_id: &MachineId,
+) -> Result<Machine, Skip> {
+    let skip = |reason| Skip {
+        step: Skipped::Machine,
+        reason,
+    };
+    if machined != Machined::Possible {
+        return Err(skip(SkipReason::Machined(machined)));
+    }
+    machine::for_container(config, machine_id).map_err(|n| skip(SkipReason::NotRegistered(n)))
 }
 
 fn plan_cgroups(
@@ -337,19 +360,26 @@ fn bind_own_cgroup(
 /// ([`cgroup2_name`]); empty `/etc/machine-id` when
 /// prestart wrote it into the image (not for read-only images, not when
 /// config.json mounts it, not when it is `host_machine_id`, the host's own,
-/// which prestart refuses to write).
+/// which prestart refuses to write); terminate the machine in
+/// systemd-machined when `machined` allows it and the container did not opt
+/// out.
 pub fn poststop(
     config: &ContainerConfig,
     id: &str,
     machine_id: &MachineId,
     host_machine_id: Option<&str>,
     legacy_host: bool,
+    machined: Machined,
 ) -> PoststopPlan {
     let mut plan = PoststopPlan::default();
     plan.host.push(PoststopHostStep::RemoveUnfinishedHostDir {
         path: Path::new(HOST_JOURNAL_ROOT).join(machine_id.as_str()),
         marker: id.to_string(),
     });
+    match machine_for(config, machined, machine_id) {
+        Ok(m) => plan.host.push(PoststopHostStep::TerminateMachine(m)),
+        Err(skip) => plan.skipped.push(skip),
+    }
     if legacy_host {
         plan.host.push(PoststopHostStep::RemoveCgroup2 {
             name: cgroup2_name(id, machine_id),

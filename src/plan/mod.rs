@@ -37,7 +37,8 @@
 //!
 //! A poststop plan removes the host journal directory when a prestart that
 //! was killed left it (see [`PoststopHostStep::RemoveUnfinishedHostDir`]) and
-//! empties `/etc/machine-id` again when it still holds the id.
+//! empties `/etc/machine-id` again when it still holds the id, and
+//! terminates the machine prestart registered.
 //!
 //! Where each step runs is in its type: [`HostStep`] and [`ContainerStep`]
 //! in a [`Plan`], [`PoststopHostStep`] and [`RootfsStep`] in a
@@ -47,6 +48,8 @@
 
 use std::fmt;
 use std::path::PathBuf;
+
+use crate::machine::{Machined, NotRegistered};
 
 mod build;
 mod step;
@@ -175,6 +178,9 @@ pub enum Skipped {
     Cgroups,
     /// Writing (prestart) or emptying (poststop) `/etc/machine-id`.
     MachineId,
+    /// Registering (prestart) or terminating (poststop) the machine in
+    /// systemd-machined.
+    Machine,
 }
 
 /// Why a [`Skip`] left its step out.
@@ -193,6 +199,22 @@ pub enum SkipReason {
     /// poststop has nothing of its own to clear (a copy of the host's `/etc`
     /// as rootfs keeps its file).
     HostMachineId,
+    /// The host side rules systemd-machined out (not a systemd host,
+    /// rootless, turned off in the hook's environment).
+    Machined(Machined),
+    /// The container opts out or names an invalid machine.
+    NotRegistered(NotRegistered),
+}
+
+impl Skip {
+    /// Whether the skip deserves a warning rather than a debug line: a
+    /// machine name the user set that machined would refuse.
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self.reason,
+            SkipReason::NotRegistered(NotRegistered::InvalidName(_))
+        )
+    }
 }
 
 impl fmt::Display for Skip {
@@ -202,6 +224,7 @@ impl fmt::Display for Skip {
             Skipped::Tmpfs(d) => write!(f, "tmpfs on {}", d.display())?,
             Skipped::Cgroups => write!(f, "cgroups")?,
             Skipped::MachineId => write!(f, "/etc/machine-id")?,
+            Skipped::Machine => write!(f, "systemd-machined registration")?,
         }
         match &self.reason {
             SkipReason::SelinuxDisabled => write!(f, ": SELinux is disabled on the host"),
@@ -214,6 +237,8 @@ impl fmt::Display for Skip {
                     ": it is the host's own machine-id, which prestart never writes"
                 )
             }
+            SkipReason::Machined(m) => write!(f, ": {m}"),
+            SkipReason::NotRegistered(n) => write!(f, ": {n}"),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::config::Owner;
+use crate::machine::Machine;
 
 /// Options of a tmpfs the hook mounts.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -156,6 +157,14 @@ pub enum HostStep {
         object: ObjectId,
         source: HostSource,
     },
+    /// Register the container with systemd-machined on the system bus
+    /// (`RegisterMachineEx` with the init's pidfd where machined has it,
+    /// else `RegisterMachine` with its pid), so that `machinectl` and
+    /// `journalctl -M` know it. The socket is connected on the host side;
+    /// the call is made last, after the container steps. Never fails
+    /// prestart: no bus or no machined is one info line, a refused call one
+    /// warning.
+    RegisterMachine(Machine),
 }
 
 impl HostStep {
@@ -167,6 +176,7 @@ impl HostStep {
             HostStep::DelegateCgroup { .. } => "delegate-cgroup",
             HostStep::Open { .. } => "open",
             HostStep::MakeCgroup2 { .. } => "make-cgroup2",
+            HostStep::RegisterMachine(_) => "register-machine",
         }
     }
 }
@@ -217,6 +227,9 @@ impl fmt::Display for HostStep {
                     write!(f, ", owner {}:{}", o.uid, o.gid)?;
                 }
                 Ok(())
+            }
+            HostStep::RegisterMachine(m) => {
+                write!(f, "register {m} with systemd-machined")
             }
         }
     }
@@ -399,6 +412,11 @@ pub enum PoststopHostStep {
     /// container is gone), through a detached cgroup2 mount. Absent: nothing
     /// to do.
     RemoveCgroup2 { name: String },
+    /// `TerminateMachine` the machine prestart registered, when machined
+    /// still has a machine of that name with this id and root directory
+    /// (machined usually dropped it already, when the container's unit
+    /// ended); "no such machine" is fine. Failures are one warning.
+    TerminateMachine(Machine),
 }
 
 impl PoststopHostStep {
@@ -407,6 +425,7 @@ impl PoststopHostStep {
         match self {
             PoststopHostStep::RemoveUnfinishedHostDir { .. } => "host-cleanup",
             PoststopHostStep::RemoveCgroup2 { .. } => "remove-cgroup2",
+            PoststopHostStep::TerminateMachine(_) => "terminate-machine",
         }
     }
 }
@@ -423,6 +442,9 @@ impl fmt::Display for PoststopHostStep {
                 f,
                 "remove the cgroup2 /{name} prestart made (and the cgroups beneath it), if there"
             ),
+            PoststopHostStep::TerminateMachine(m) => {
+                write!(f, "terminate {m} in systemd-machined if it is still there")
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ use super::*;
 use crate::cgroup::{ContainerCgroups, Layout};
 use crate::config::{ContainerConfig, Owner, clean};
 use crate::facts::HostFacts;
+use crate::machine::Machined;
 use crate::machine_id::MachineId;
 
 const CG: &str =
@@ -37,7 +38,18 @@ fn hybrid() -> HostFacts {
         selinux: false,
         host_machine_id: None,
         image_systemd: Some(252),
+        machined: Machined::NotSystemdHost,
     }
+}
+
+/// The skips other than the machine's (every plan here is made for a host
+/// that is not a systemd host, [`Machined::NotSystemdHost`]).
+fn not_machine(skipped: &[Skip]) -> Vec<Skip> {
+    skipped
+        .iter()
+        .filter(|s| s.step != Skipped::Machine)
+        .cloned()
+        .collect()
 }
 
 fn podman_config() -> ContainerConfig {
@@ -188,7 +200,7 @@ fn podman_hybrid_host_cgroupns() {
         ]
     );
     assert_eq!(
-        plan.skipped,
+        not_machine(&plan.skipped),
         vec![skip(
             Skipped::Tmpfs(p("/sys/fs/cgroup")),
             SkipReason::ConfigMounts(p("/sys/fs/cgroup"))
@@ -237,7 +249,7 @@ fn user_mounts_of_run_tmp_and_machine_id_are_respected() {
         ContainerStep::WriteFile { dest, .. } | ContainerStep::BindContents { dest, .. }
             if dest == Path::new("/etc/machine-id"))));
     assert_eq!(
-        plan.skipped,
+        not_machine(&plan.skipped),
         vec![
             skip(
                 Skipped::Tmpfs(p("/run")),
@@ -343,13 +355,13 @@ fn readonly_image_writes_nothing_into_the_image() {
         dest: p("/etc/machine-id"),
         contents: format!("{}\n", mid()),
     }));
-    let post = poststop(&c, ID, &mid(), None, false);
+    let post = poststop(&c, ID, &mid(), None, false, Machined::NotSystemdHost);
     assert!(
         post.rootfs.is_empty(),
         "nothing written into a read-only image"
     );
     assert_eq!(
-        post.skipped,
+        not_machine(&post.skipped),
         vec![skip(Skipped::MachineId, SkipReason::ReadOnlyImage)]
     );
 }
@@ -372,6 +384,7 @@ fn unified(fixture: &str) -> HostFacts {
         selinux: false,
         host_machine_id: None,
         image_systemd: Some(252),
+        machined: Machined::NotSystemdHost,
     }
 }
 
@@ -587,7 +600,7 @@ fn user_namespace_owner_goes_on_what_the_hook_creates() {
                         && files.contains(&"tasks".to_string())
                 );
             }
-            HostStep::Open { .. } => {}
+            HostStep::Open { .. } | HostStep::RegisterMachine(_) => {}
             HostStep::MakeCgroup2 { .. } => panic!("no cgroup2 of the hook's on a hybrid host"),
         }
     }
@@ -638,7 +651,14 @@ fn config_tmpfs_mounts_are_private_tmpfs_and_journal_dirs_carry_the_id() {
 
 #[test]
 fn poststop_cleans_an_unfinished_journal_dir_and_empties_the_machine_id() {
-    let plan = poststop(&podman_config(), ID, &mid(), None, false);
+    let plan = poststop(
+        &podman_config(),
+        ID,
+        &mid(),
+        None,
+        false,
+        Machined::NotSystemdHost,
+    );
     let cleanup = PoststopHostStep::RemoveUnfinishedHostDir {
         path: p(&format!("/var/log/journal/{}", mid())),
         marker: ID.to_string(),
@@ -651,12 +671,12 @@ fn poststop_cleans_an_unfinished_journal_dir_and_empties_the_machine_id() {
             expected: mid().to_string()
         }]
     );
-    assert!(plan.skipped.is_empty());
+    assert!(not_machine(&plan.skipped).is_empty());
     let ro = ContainerConfig {
         readonly: true,
         ..podman_config()
     };
-    let plan = poststop(&ro, ID, &mid(), None, false);
+    let plan = poststop(&ro, ID, &mid(), None, false, Machined::NotSystemdHost);
     assert_eq!(plan.host, vec![cleanup]);
     assert!(plan.rootfs.is_empty());
 }
@@ -665,18 +685,138 @@ fn poststop_cleans_an_unfinished_journal_dir_and_empties_the_machine_id() {
 fn poststop_never_clears_the_hosts_own_machine_id() {
     // Prestart refuses the host's machine-id; a rootfs that is a copy of the
     // host's /etc (container_uuid = the host's id) keeps its file at poststop.
-    let plan = poststop(&podman_config(), ID, &mid(), Some(mid().as_str()), false);
+    let plan = poststop(
+        &podman_config(),
+        ID,
+        &mid(),
+        Some(mid().as_str()),
+        false,
+        Machined::NotSystemdHost,
+    );
     assert!(plan.rootfs.is_empty());
     assert_eq!(
-        plan.skipped,
+        not_machine(&plan.skipped),
         vec![Skip {
             step: Skipped::MachineId,
             reason: SkipReason::HostMachineId
         }]
     );
     let other = "0123456789abcdef0123456789abcdef";
-    let plan = poststop(&podman_config(), ID, &mid(), Some(other), false);
+    let plan = poststop(
+        &podman_config(),
+        ID,
+        &mid(),
+        Some(other),
+        false,
+        Machined::NotSystemdHost,
+    );
     assert_eq!(plan.rootfs.len(), 1);
+}
+
+#[test]
+fn a_systemd_host_registers_the_machine_last_and_poststop_terminates_it() {
+    let facts = HostFacts {
+        machined: Machined::Possible,
+        ..hybrid()
+    };
+    let mut c = podman_config();
+    c.env = vec!["container=podman".into()];
+    let machine = crate::machine::Machine {
+        name: mid().to_string(),
+        id: mid(),
+        service: "podman".into(),
+        root_directory: p("/merged"),
+    };
+    let plan = prestart(&c, &facts, ID, &mid()).unwrap();
+    assert_eq!(
+        plan.host.last(),
+        Some(&HostStep::RegisterMachine(machine.clone()))
+    );
+    assert_eq!(
+        plan.host
+            .iter()
+            .filter(|s| matches!(s, HostStep::RegisterMachine(_)))
+            .count(),
+        1
+    );
+    assert!(!plan.skipped.iter().any(|s| s.step == Skipped::Machine));
+    assert_eq!(
+        plan.host.last().unwrap().to_string(),
+        format!(
+            "register machine {0} (id {0}, class container, service podman, root /merged) with systemd-machined",
+            mid()
+        )
+    );
+    assert_eq!(plan.host.last().unwrap().kind(), "register-machine");
+    let post = poststop(&c, ID, &mid(), None, false, Machined::Possible);
+    assert_eq!(
+        post.host.last(),
+        Some(&PoststopHostStep::TerminateMachine(machine))
+    );
+    assert_eq!(post.host.last().unwrap().kind(), "terminate-machine");
+}
+
+#[test]
+fn no_machine_step_without_machined_or_when_the_container_opts_out() {
+    let machine_steps = |plan: &Plan| {
+        plan.host
+            .iter()
+            .filter(|s| matches!(s, HostStep::RegisterMachine(_)))
+            .count()
+    };
+    for m in [
+        Machined::NotSystemdHost,
+        Machined::Rootless,
+        Machined::Disabled,
+    ] {
+        let facts = HostFacts {
+            machined: m,
+            ..hybrid()
+        };
+        let plan = prestart(&podman_config(), &facts, ID, &mid()).unwrap();
+        assert_eq!(machine_steps(&plan), 0, "{m:?}");
+        assert!(plan.skipped.contains(&Skip {
+            step: Skipped::Machine,
+            reason: SkipReason::Machined(m)
+        }));
+        let post = poststop(&podman_config(), ID, &mid(), None, false, m);
+        assert!(
+            !post
+                .host
+                .iter()
+                .any(|s| matches!(s, PoststopHostStep::TerminateMachine(_)))
+        );
+    }
+    let facts = HostFacts {
+        machined: Machined::Possible,
+        ..hybrid()
+    };
+    let mut c = podman_config();
+    c.env = vec!["OCI_SYSTEMD_HOOK_MACHINE=0".into()];
+    let plan = prestart(&c, &facts, ID, &mid()).unwrap();
+    assert_eq!(machine_steps(&plan), 0);
+    let opted_out = Skip {
+        step: Skipped::Machine,
+        reason: SkipReason::NotRegistered(crate::machine::NotRegistered::OptedOut),
+    };
+    assert!(plan.skipped.contains(&opted_out) && !opted_out.is_warning());
+    assert!(
+        poststop(&c, ID, &mid(), None, false, Machined::Possible)
+            .skipped
+            .contains(&opted_out)
+    );
+    // A name machined would refuse: skipped with a warning, never altered.
+    let mut c = podman_config();
+    c.machine_name = Some("web_1".into());
+    let plan = prestart(&c, &facts, ID, &mid()).unwrap();
+    assert_eq!(machine_steps(&plan), 0);
+    let s = plan
+        .skipped
+        .iter()
+        .find(|s| s.step == Skipped::Machine)
+        .unwrap();
+    assert!(s.is_warning(), "{s}");
+    assert!(s.to_string().contains("\"web_1\" is not valid"), "{s}");
 }
 
 /// The cgroup model in the plan: a hybrid host gives systemd 262 the host's
@@ -730,7 +870,14 @@ fn the_image_systemd_picks_the_cgroup_steps() {
     assert!(plan.container.contains(&ContainerStep::BindWritable {
         dest: Path::new("/sys/fs/cgroup").join(&name)
     }));
-    let post = poststop(&podman_config(), ID, &mid(), None, true);
+    let post = poststop(
+        &podman_config(),
+        ID,
+        &mid(),
+        None,
+        true,
+        Machined::NotSystemdHost,
+    );
     assert!(
         post.host
             .contains(&PoststopHostStep::RemoveCgroup2 { name })
