@@ -22,7 +22,7 @@ DIST       := build/oci-systemd-hook-$(VERSION).tar.gz
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: bench all build docs dist rpm rpm-check manifests-check install uninstall setup rootfs demo test test-unit test-privileged integration suites vm-integration vagrant-validate clean
+.PHONY: bench all build docs dist rpm rpm-check manifests-check install uninstall setup rootfs demo test test-unit test-privileged integration suites vm-integration matrix vagrant-validate clean
 
 all: build
 
@@ -112,11 +112,18 @@ integration: build rootfs
 suites: build setup
 	$(BATS) --timing integration/suites.bats
 
-# The conformance suite inside Debian bookworm VMs (QEMU, offline), one per
-# cgroup layout (integration/vm/run.sh). Not part of `test`: it takes about
-# 10 minutes under software emulation on a quiet machine.
+# The conformance suite inside Debian VMs (QEMU, offline): CI's slice, a
+# unified and a legacy cgroup layout VM (integration/vm/run.sh says which
+# runs); about 12 minutes under software emulation on a quiet machine.
 vm-integration: build
-	integration/vm/run.sh
+	OSH_VM_SET=ci integration/vm/run.sh
+
+# Every VM and every run: unified (+ userns/rootless, + Docker and
+# systemd-machined), hybrid, legacy, and a trixie guest (podman 5.4), each
+# with the bookworm and the sid image. About an hour under software
+# emulation; its last result is in the README.
+matrix: build
+	OSH_VM_SET=matrix integration/vm/run.sh
 
 # A benchmark, not a test: prints the hook's latency, RSS and end-to-end cost.
 bench: rootfs

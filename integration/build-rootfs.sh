@@ -38,30 +38,13 @@ if [ -f "$out.done" ] && [ -x "$out/sbin/init" ]; then
   exit 0
 fi
 
-# The machine's own Debian mirror: the first URI of a deb source that is not
-# a security archive (deb822 .sources first, then one-line sources.list).
-host_mirror() {
-  local f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' "$f"
-  done | head -n 1
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($i !~ /security/) print $i; break } }' "$f"
-  done | head -n 1
-}
-
 args=(--variant=minbase --include="$packages"
   --dpkgopt='path-exclude=/usr/share/man/*'
   --dpkgopt='path-exclude=/usr/share/doc/*'
   --dpkgopt='path-exclude=/usr/share/locale/*')
-mirror=${OSH_MIRROR:-}
+mirror=""
 if [ "$suite" != "$host_suite" ]; then
-  if [ -z "$mirror" ]; then
-    mirror=$(host_mirror | head -n 1)
-    [ -n "$mirror" ] || { echo "build-rootfs: no mirror in this machine's apt sources; set OSH_MIRROR" >&2; exit 1; }
-  fi
+  mirror=$("$(dirname "$0")/host-mirror.sh")
   # Only the main archive: the host's -updates/-security lines name its own suite.
   args+=(--aptopt='Acquire::Check-Valid-Until "false"')
 fi

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Builds (once) a Debian bookworm VM image for integration/vm/run.sh and prints
-# the directory that holds it: root.img (ext4, no partition table), vmlinuz,
+# Builds (once) a Debian VM image for integration/vm/run.sh and prints the
+# directory that holds it: root.img (ext4, no partition table), vmlinuz,
 # initrd.img (direct kernel boot), packages.txt.
 #
-# Everything comes from apt packages: mmdebstrap is given no mirror, so it uses
-# the apt sources already configured on this machine. The image also holds the
-# container rootfs the bats suite boots (integration/build-rootfs.sh) at
-# /var/lib/oci-systemd-hook/rootfs, so the guest needs no network, and a
+#   build-image.sh [SUITE]     SUITE: bookworm (default; podman 4.3, systemd
+#                              252) or trixie (podman 5.4, systemd 257), ...
+#
+# Everything comes from apt packages: for the host's own suite mmdebstrap is
+# given no mirror, so it uses the apt sources already configured on this
+# machine; for another suite, the machine's own mirror (host-mirror.sh). The
+# image also holds the container rootfs images the bats suite boots
+# (integration/build-rootfs.sh): the host's suite at
+# /var/lib/oci-systemd-hook/rootfs, sid (systemd >= 258, cgroup v2 only) at
+# /var/lib/oci-systemd-hook/rootfs-sid, so the guest needs no network, and a
 # bootstrap unit (osh-vm.service) that, when the VM is started with a second
 # disk, unpacks the tar on it (the hook, integration/, hooks.d/) and runs
 # integration/vm/guest.sh from it; guest.sh lives in that tar, not in the
@@ -20,7 +26,10 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${OSH_VM_CACHE:-/var/cache/oci-systemd-hook/vm}
-suite=bookworm
+suite=${1:-bookworm}
+case "$suite" in *[!a-z0-9-]* | "") echo "build-image: bad suite '$suite'" >&2; exit 2 ;; esac
+. /etc/os-release
+host_suite=${VERSION_CODENAME:-bookworm}
 
 log() { printf 'build-image: %s\n' "$*" >&2; }
 die() { printf 'build-image: error: %s\n' "$*" >&2; exit 1; }
@@ -52,10 +61,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
 
-# The container rootfs the suite boots inside the guest (cached on its own).
+# The container rootfs images the suite boots inside the guest (cached on
+# their own): the host's suite (bookworm) and sid.
 rootfs=$("$here/../build-rootfs.sh")
+rootfs_sid=$("$here/../build-rootfs.sh" sid)
 
-key=$( { printf '%s\n' "$suite" "${packages[@]}" "$(basename "$rootfs")"; cat "$0"; } | sha256sum | cut -c1-12)
+key=$( { printf '%s\n' "$suite" "${packages[@]}" "$(basename "$rootfs")" "$(basename "$rootfs_sid")"; cat "$0"; } | sha256sum | cut -c1-12)
 out="$cache/$suite-$key"
 
 if [ -f "$out.done" ] && [ -f "$out/root.img" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.img" ]; then
@@ -105,8 +116,15 @@ exec "$work/integration/vm/guest.sh"
 BOOT
 
 inc=$(IFS=,; echo "${packages[*]}")
-# No mirror argument: mmdebstrap uses this machine's apt sources.
-mmdebstrap --variant=minbase --include="$inc" \
+# The host's suite: no mirror argument, mmdebstrap uses this machine's apt
+# sources. Another suite: the machine's mirror, main archive only (a Release
+# past its Valid-Until is accepted, as build-rootfs.sh does).
+mirror=() aptopt=()
+if [ "$suite" != "$host_suite" ]; then
+  mirror=("$("$here/../host-mirror.sh")")
+  aptopt=(--aptopt='Acquire::Check-Valid-Until "false"')
+fi
+mmdebstrap --variant=minbase "${aptopt[@]}" --include="$inc" \
   --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/doc/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' \
@@ -118,11 +136,12 @@ mmdebstrap --variant=minbase --include="$inc" \
   --customize-hook='chroot "$1" systemctl enable osh-vm.service' \
   --customize-hook='chroot "$1" systemctl mask systemd-firstboot.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer podman-auto-update.timer podman-restart.service docker.service docker.socket containerd.service' \
   --customize-hook='mkdir -p "$1/var/log/journal"' \
-  "$suite" "$tmp/tree" >&2
+  "$suite" "$tmp/tree" "${mirror[@]}" >&2
 
-# The container rootfs, as a plain directory the suite overlays (DIR:O).
+# The container rootfs images, as plain directories the suite overlays (DIR:O).
 mkdir -p "$tmp/tree/var/lib/oci-systemd-hook"
 cp -a "$rootfs" "$tmp/tree/var/lib/oci-systemd-hook/rootfs"
+cp -a "$rootfs_sid" "$tmp/tree/var/lib/oci-systemd-hook/rootfs-sid"
 
 kernel=$(find "$tmp/tree/boot" -maxdepth 1 -name 'vmlinuz-*' | sort -V | tail -n 1)
 initrd=$(find "$tmp/tree/boot" -maxdepth 1 -name 'initrd.img-*' | sort -V | tail -n 1)

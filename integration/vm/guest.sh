@@ -12,6 +12,7 @@ set -uo pipefail
 work=$(cd "$(dirname "$0")/../.." && pwd)
 out=/var/lib/osh-vm/out
 rootfs=/var/lib/oci-systemd-hook/rootfs
+rootfs_sid=/var/lib/oci-systemd-hook/rootfs-sid
 export HOME=/root
 # OSH_VM_LAYOUT, OSH_VM_FILTER, OSH_VM_RUNS
 # shellcheck source=/dev/null
@@ -92,7 +93,7 @@ JSON
 }
 
 main() {
-  local want layout t0 t1 rc=0 name rt file any_fail=0
+  local want layout t0 t1 rc=0 name rt file any_fail=0 image base
   echo "OSH-VM: suite start uptime=$(now) multi-user=$(systemctl show -p ActiveEnterTimestampMonotonic --value multi-user.target)us"
   uname -a
   want=$OSH_VM_LAYOUT
@@ -115,14 +116,19 @@ main() {
   echo "$runs" > "$out/runs"
   for name in $runs; do
     filter=${OSH_VM_FILTER:-}
-    case "$name" in
+    # NAME-sid: the same run with the sid image (systemd >= 258, cgroup v2
+    # only) as the container rootfs, instead of the host suite's.
+    image=$rootfs
+    base=$name
+    if [ "${name%-sid}" != "$name" ]; then image=$rootfs_sid base=${name%-sid}; fi
+    case "$base" in
       podman-crun) rt=crun file=podman.bats ;;
       podman-runc) rt=runc file=podman.bats ;;
       runc) rt=runc file=runc.bats ;;
       userns) rt=crun file=userns.bats filter= ;;
       rootless) rt=crun file=rootless.bats filter= ;;
-      # systemd-machined (integration/machine.bats): not in run.sh's default
-      # OSH_VM_RUNS; ask for it with OSH_VM_RUNS="... machine-crun machine-runc".
+      # systemd-machined (integration/machine.bats): machinectl,
+      # journalctl -M, systemctl -M.
       machine-crun) rt=crun file=machine.bats filter= ;;
       machine-runc) rt=runc file=machine.bats filter= ;;
       compare) rt=crun file= ;;
@@ -131,6 +137,10 @@ main() {
       docker) rt=runc file=docker.bats filter='default cgroupns' ;;
       *) echo "OSH-VM: unknown run $name"; return 1 ;;
     esac
+    if [ ! -x "$image/sbin/init" ]; then
+      echo "OSH-VM: ERROR run $name: no container rootfs at $image (rebuild the VM image)"
+      echo 5 > "$out/$name.rc"; any_fail=1; continue
+    fi
     echo "OSH-VM: run $name start uptime=$(now)"
     t0=$(now)
     # Hang guards: a bats case that hangs fails after BATS_TEST_TIMEOUT, a
@@ -138,9 +148,9 @@ main() {
     # kept (and shown on the console) as the evidence of what hung.
     if [ -z "$file" ]; then
       # The mount table with the hook next to podman --systemd=always.
-      OSH_ROOTFS=$rootfs timeout -k 15 "$run_timeout" "$work/integration/compare-mounts.sh" 2>&1 | tee "$out/$name.txt"
+      OSH_ROOTFS=$image timeout -k 15 "$run_timeout" "$work/integration/compare-mounts.sh" 2>&1 | tee "$out/$name.txt"
     else
-      OSH_ROOTFS=$rootfs OSH_RUNTIME=$rt BATS_TEST_TIMEOUT=$case_timeout \
+      OSH_ROOTFS=$image OSH_RUNTIME=$rt BATS_TEST_TIMEOUT=$case_timeout \
         timeout -k 15 "$run_timeout" bats --tap --timing ${filter:+--filter "$filter"} \
         "$work/integration/$file" 2>&1 | tee "$out/$name.tap"
     fi
@@ -167,7 +177,7 @@ main() {
     echo "OSH-VM: collecting evidence for the failures"
     for name in $runs; do
       [ "$(cat "$out/$name.rc")" = 0 ] && continue
-      case "$name" in userns | rootless | compare | docker) continue ;; esac
+      case "$name" in userns | rootless | compare* | docker | *-sid) continue ;; esac
       case "$name" in podman-crun | machine-crun) rt=crun ;; *) rt=runc ;; esac
       [ -d "$out/diag-$rt-host" ] || { diag_podman "$rt" host; diag_podman "$rt" private; }
     done

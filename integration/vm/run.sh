@@ -1,51 +1,64 @@
 #!/usr/bin/env bash
-# Proves the hook on all three cgroup layouts: boots a Debian bookworm VM
-# (integration/vm/build-image.sh, cached) once per layout with QEMU, offline,
-# and runs the bats conformance suite inside each guest. Run as root.
+# Proves the hook on all three cgroup layouts and on today's engines: boots
+# Debian VMs (integration/vm/build-image.sh, cached) with QEMU, offline, and
+# runs the bats conformance suite inside each guest. Run as root.
 #
-#   unified  systemd.unified_cgroup_hierarchy=1
-#   hybrid   systemd.unified_cgroup_hierarchy=0
-#   legacy   systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=1
+#   VM              layout (kernel args)                              guest suite
+#   unified         systemd.unified_cgroup_hierarchy=1                bookworm: podman 4.3, crun 1.8, runc 1.1.5
+#   unified-userns  as unified: userns.bats, rootless.bats            bookworm
+#   unified-docker  as unified: Docker, systemd-machined             bookworm
+#   hybrid          systemd.unified_cgroup_hierarchy=0                bookworm
+#   legacy          ... =0 systemd.legacy_systemd_cgroup_controller=1  bookworm
+#   trixie          unified                                           trixie: podman 5.4, crun 1.21, runc 1.1.15
 #
-# Per layout: a qcow2 overlay over the cached image (the cache stays clean),
+# Two sets (OSH_VM_SET): `ci` (what `make test` runs: a slice that fits CI's
+# time, see vm_runs) and `matrix` (`make matrix`: every VM, every run; the
+# README keeps its last result).
+#
+# Per VM: a qcow2 overlay over the cached image (the cache stays clean),
 # direct kernel boot, no network. Disk 2 is a tar with the hook binary
 # (target/release), integration/, hooks.d/, deploy/ and vm-params; the image's
 # osh-vm.service runs integration/vm/guest.sh from it after multi-user.target,
 # which writes its results as a tar onto disk 3 and powers the VM off.
-# On the unified layout a second VM, unified-userns, runs the user namespace
-# and rootless files (userns.bats, rootless.bats). Under TCG two VMs run at a
-# time, one vCPU each. KVM only when a probe boots a kernel fast, else TCG.
+# Under TCG two VMs run at a time, one vCPU each. KVM only when a probe boots
+# a kernel fast, else TCG.
 #
 # Environment (all optional):
-#   OSH_VM_LAYOUTS        layouts to run (default "unified hybrid legacy")
-#   OSH_VM_RUNS           suite runs per guest: podman-crun (podman.bats, crun),
-#                         podman-runc (podman.bats, runc), runc (runc.bats),
-#                         compare (compare-mounts.sh), docker (docker.bats);
-#                         default the first four, and docker on unified;
-#                         also machine-crun, machine-runc (machine.bats,
-#                         systemd-machined), not in the default
-#   OSH_VM_DOCKER         0: no docker run on the unified layout (default 1)
-#   OSH_VM_USERNS         0: no unified-userns VM (default 1)
+#   OSH_VM_SET            ci (default) or matrix
+#   OSH_VM_VMS            the VMs to boot (default: the set's; names above)
+#   OSH_VM_RUNS           suite runs for every VM but unified-userns (default:
+#                         the set's, see vm_runs): podman-crun (podman.bats,
+#                         crun), podman-runc (podman.bats, runc), runc
+#                         (runc.bats), compare (compare-mounts.sh), docker
+#                         (docker.bats), machine-crun, machine-runc
+#                         (machine.bats: systemd-machined); NAME-sid: the same
+#                         with the sid image (systemd >= 258) as the rootfs
 #   OSH_VM_FILTER         bats --filter (default "cgroupns": the host and private
 #                         cgroupns boot cases of podman.bats and runc.bats; empty
 #                         for the whole suite, slow under TCG)
 #   OSH_VM_TIMEOUT        seconds from QEMU start to power-off before the host
 #                         kills QEMU (default OSH_VM_GUEST_DEADLINE + 240)
 #   OSH_VM_GUEST_DEADLINE, OSH_VM_RUN_TIMEOUT, OSH_VM_CASE_TIMEOUT
-#                         the guest's hang limits: suite watchdog (2400), one
-#                         run (1200), one bats case (600)
+#                         the guest's hang limits: suite watchdog (2400; 3600
+#                         for the matrix), one run (1200), one bats case (600)
 #   OSH_VM_MEM, OSH_VM_CPUS  guest size (default 4096 MiB; 2 vCPUs with KVM, 1
 #                         under TCG, see below)
 #   OSH_VM_ACCEL          kvm or tcg: skip the probe
-#   OSH_VM_PARALLEL       layouts booted at once (default 2 with one vCPU, else 1)
-#   OSH_VM_LOGS           where serial logs and results are kept (default target/vm-integration)
+#   OSH_VM_PARALLEL       VMs booted at once (default 2 with one vCPU, else 1)
+#   OSH_VM_LOGS           where serial logs and results are kept (default
+#                         target/vm-integration, target/vm-matrix for the matrix)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cache=${OSH_VM_CACHE:-/var/cache/oci-systemd-hook/vm}
-layouts=${OSH_VM_LAYOUTS:-unified hybrid legacy}
-runs=${OSH_VM_RUNS:-podman-crun podman-runc runc compare}
+set_name=${OSH_VM_SET:-ci}
+case "$set_name" in
+  ci) default_vms="unified legacy" ;;
+  matrix) default_vms="unified unified-userns unified-docker hybrid legacy trixie" ;;
+  *) echo "vm: error: OSH_VM_SET=$set_name: want ci or matrix" >&2; exit 2 ;;
+esac
+vms=${OSH_VM_VMS:-$default_vms}
 filter=${OSH_VM_FILTER-cgroupns}
 # Hang limits, seconds. Guest side (guest.sh): one bats case, one run, the
 # whole suite (its watchdog then writes what there is and powers off). Host
@@ -53,11 +66,11 @@ filter=${OSH_VM_FILTER-cgroupns}
 # power-off.
 case_timeout=${OSH_VM_CASE_TIMEOUT:-600}
 run_timeout=${OSH_VM_RUN_TIMEOUT:-1200}
-guest_deadline=${OSH_VM_GUEST_DEADLINE:-2400}
+if [ "$set_name" = matrix ]; then guest_deadline=${OSH_VM_GUEST_DEADLINE:-3600}; else guest_deadline=${OSH_VM_GUEST_DEADLINE:-2400}; fi
 vm_timeout=${OSH_VM_TIMEOUT:-$(( guest_deadline + 240 ))}
 mem=${OSH_VM_MEM:-4096}
 cpus=${OSH_VM_CPUS:-}
-logs=${OSH_VM_LOGS:-$root/target/vm-integration}
+if [ "$set_name" = matrix ]; then logs=${OSH_VM_LOGS:-$root/target/vm-matrix}; else logs=${OSH_VM_LOGS:-$root/target/vm-integration}; fi
 
 log() { printf 'vm: %s\n' "$*" >&2; }
 die() { printf 'vm: error: %s\n' "$*" >&2; exit 1; }
@@ -116,9 +129,44 @@ mkdir -p "$work/stage/target/release"
 cp "$hook" "$work/stage/target/release/oci-systemd-hook"
 hook_rev="$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?'), sha256 $(sha256sum "$hook" | cut -c1-12)"
 
+# vm_layout VM: the cgroup layout a VM boots; vm_suite VM: its Debian suite;
+# vm_runs VM: the suite runs in it.
+vm_layout() {
+  case "$1" in
+    unified | unified-userns | unified-docker | trixie) echo unified ;;
+    hybrid | legacy) echo "$1" ;;
+    *) die "unknown VM $1 (unified, unified-userns, unified-docker, hybrid, legacy, trixie)" ;;
+  esac
+}
+vm_suite() { if [ "$1" = trixie ]; then echo trixie; else echo bookworm; fi; }
+# The CI slice, chosen to fit CI's 30 minutes beside the host tests: every
+# layout's hardest case that this host (hybrid) cannot run: on unified,
+# bookworm under podman 4 + crun, sid under bare runc, systemd-machined; on
+# legacy (the hook's own cgroup2 for systemd >= 258), sid under podman +
+# crun, bookworm under bare runc. The matrix: everything in every VM.
+vm_runs() {
+  if [ "$1" = unified-userns ]; then echo "userns rootless"; return; fi
+  if [ -n "${OSH_VM_RUNS:-}" ]; then echo "$OSH_VM_RUNS"; return; fi
+  case "$set_name:$1" in
+    ci:unified) echo "podman-crun runc-sid machine-crun" ;;
+    ci:legacy) echo "podman-crun-sid runc" ;;
+    *:unified-docker) echo "docker machine-crun machine-runc" ;;
+    *:unified) echo "podman-crun podman-runc runc compare podman-crun-sid runc-sid" ;;
+    *:trixie) echo "podman-crun podman-runc runc podman-crun-sid runc-sid machine-crun" ;;
+    *) echo "podman-crun podman-runc runc compare podman-crun-sid runc-sid machine-crun machine-runc" ;;
+  esac
+}
+
+# One image per guest suite the VMs need.
+for vm in $vms; do vm_layout "$vm" >/dev/null; done
 t=$(date +%s)
-image=$("$here/build-image.sh")
+declare -A images
+for vm in $vms; do
+  s=$(vm_suite "$vm")
+  [ -n "${images[$s]:-}" ] || images[$s]=$("$here/build-image.sh" "$s")
+done
 t_image=$(elapsed "$t")
+image=${images[bookworm]:-${images[trixie]}}
 
 rm -rf "$logs"
 mkdir -p "$logs"
@@ -159,25 +207,6 @@ if [ -z "$cpus" ]; then
 fi
 parallel=${OSH_VM_PARALLEL:-$(( cpus == 1 ? 2 : 1 ))}
 [[ "$parallel" =~ ^[1-9][0-9]*$ ]] || die "OSH_VM_PARALLEL=$parallel: want a count of VMs, 1 or more"
-
-# The VMs: one per layout, and unified-userns next to unified.
-vms=""
-for layout in $layouts; do
-  vms+=" $layout"
-  if [ "$layout" = unified ] && [ "${OSH_VM_USERNS:-1}" != 0 ]; then vms+=" unified-userns"; fi
-done
-
-# vm_layout VM: the cgroup layout a VM boots; vm_runs VM: the suite runs in it.
-vm_layout() { echo "${1%-userns}"; }
-vm_runs() {
-  case "$1" in
-    unified-userns) echo "userns rootless" ;;
-    # Docker through the runtime wrapper on cgroup v2 (private cgroupns by
-    # default, the systemd cgroup driver): on the unified layout only.
-    unified) if [ -z "${OSH_VM_RUNS:-}" ] && [ "${OSH_VM_DOCKER:-1}" != 0 ]; then echo "$runs docker"; else echo "$runs"; fi ;;
-    *) echo "$runs" ;;
-  esac
-}
 
 layout_args() {
   case "$(vm_layout "$1")" in
@@ -225,7 +254,7 @@ run_layout() {
   rm -f "$overlay" "$in" "$out"
   {
     mkdir -p "$d" "$work/$layout-params" &&
-      qemu-img create -q -f qcow2 -F raw -b "$image/root.img" "$overlay" &&
+      qemu-img create -q -f qcow2 -F raw -b "${images[$(vm_suite "$layout")]}/root.img" "$overlay" &&
       printf 'OSH_VM_LAYOUT=%q\nOSH_VM_RUNS=%q\nOSH_VM_FILTER=%q\nOSH_VM_CASE_TIMEOUT=%q\nOSH_VM_RUN_TIMEOUT=%q\nOSH_VM_GUEST_DEADLINE=%q\n' \
         "$(vm_layout "$layout")" "$(vm_runs "$layout")" "$filter" "$case_timeout" "$run_timeout" "$guest_deadline" \
         > "$work/$layout-params/vm-params" &&
@@ -239,7 +268,7 @@ run_layout() {
   qemu-system-x86_64 "${accel[@]}" -m "$mem" -smp "$cpus" -nographic -no-reboot \
     -nic none -monitor none -serial "file:$serial" \
     -device virtio-rng-pci \
-    -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
+    -kernel "${images[$(vm_suite "$layout")]}/vmlinuz" -initrd "${images[$(vm_suite "$layout")]}/initrd.img" \
     -append "root=/dev/vda rw console=ttyS0 panic=-1 systemd.show_status=1 $(layout_args "$layout")" \
     -drive "file=$overlay,format=qcow2,if=virtio,cache=unsafe" \
     -drive "file=$in,format=raw,if=virtio,readonly=on" \
@@ -351,7 +380,6 @@ layout_job() {
 
 # VMs run side by side, OSH_VM_PARALLEL at a time: under TCG a guest has
 # one vCPU, so two guests use this machine's two cores.
-for layout in $vms; do layout_args "$layout" >/dev/null; done
 for layout in $vms; do
   while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
   layout_job "$layout" &
@@ -374,7 +402,7 @@ done
 
 echo
 echo "=== oci-systemd-hook VM integration (${accel[*]}, ${mem} MiB, ${cpus} vCPUs)"
-echo "hook built from $hook_rev; cargo build ${t_cargo} s, image ${t_image} s ($image)"
+echo "set $set_name; hook built from $hook_rev; cargo build ${t_cargo} s, images ${t_image} s (${images[*]})"
 for layout in $vms; do
   echo
   echo "--- $layout: ${status[$layout]}"
