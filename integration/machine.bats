@@ -63,6 +63,11 @@ hook_lines() {
   [ "$state" = "$(osh_exec systemctl is-system-running)" ] || { echo "systemctl -M: '$state'" >&2; return 1; }
   [[ "$state" == running || "$state" == degraded ]]
 
+  # What a user sees, into the TAP output as comments (the README quotes it).
+  { echo "\$ machinectl list"; machinectl list --no-pager
+    echo "\$ journalctl -M $MID -b | tail -n 3"; journalctl -M "$MID" -b --no-pager | tail -n 3
+  } | sed 's/^/# /' >&3
+
   osh_stop
   machine_gone "$MID"
   if hook_lines poststop | grep -i 'warn\|error\|cannot' >&2; then return 1; fi
