@@ -14,7 +14,7 @@ out=/var/lib/osh-vm/out
 rootfs=/var/lib/oci-systemd-hook/rootfs
 rootfs_sid=/var/lib/oci-systemd-hook/rootfs-sid
 export HOME=/root
-# OSH_VM_LAYOUT, OSH_VM_FILTER, OSH_VM_RUNS
+# OSH_VM_LAYOUT, OSH_VM_FILTER, OSH_VM_MACHINE_FILTER, OSH_VM_RUNS
 # shellcheck source=/dev/null
 . "$work/vm-params"
 
@@ -129,8 +129,8 @@ main() {
       rootless) rt=crun file=rootless.bats filter= ;;
       # systemd-machined (integration/machine.bats): machinectl,
       # journalctl -M, systemctl -M.
-      machine-crun) rt=crun file=machine.bats filter= ;;
-      machine-runc) rt=runc file=machine.bats filter= ;;
+      machine-crun) rt=crun file=machine.bats filter=${OSH_VM_MACHINE_FILTER:-} ;;
+      machine-runc) rt=runc file=machine.bats filter=${OSH_VM_MACHINE_FILTER:-} ;;
       compare) rt=crun file= ;;
       # One boot: Docker's default on cgroup v2 is private cgroupns already
       # (the image import alone takes minutes under TCG).

@@ -36,6 +36,8 @@
 #   OSH_VM_FILTER         bats --filter (default "cgroupns": the host and private
 #                         cgroupns boot cases of podman.bats and runc.bats; empty
 #                         for the whole suite, slow under TCG)
+#   OSH_VM_MACHINE_FILTER bats --filter for machine.bats (ci: "registered at
+#                         prestart", its first case; matrix: none, all three)
 #   OSH_VM_TIMEOUT        seconds from QEMU start to power-off before the host
 #                         kills QEMU (default OSH_VM_GUEST_DEADLINE + 240)
 #   OSH_VM_GUEST_DEADLINE, OSH_VM_RUN_TIMEOUT, OSH_VM_CASE_TIMEOUT
@@ -60,6 +62,9 @@ case "$set_name" in
 esac
 vms=${OSH_VM_VMS:-$default_vms}
 filter=${OSH_VM_FILTER-cgroupns}
+# machine.bats: all three cases in the matrix; CI the first (registration,
+# machinectl, journalctl -M, systemctl -M, gone after stop).
+if [ "$set_name" = ci ]; then machine_filter=${OSH_VM_MACHINE_FILTER-registered at prestart}; else machine_filter=${OSH_VM_MACHINE_FILTER-}; fi
 # Hang limits, seconds. Guest side (guest.sh): one bats case, one run, the
 # whole suite (its watchdog then writes what there is and powers off). Host
 # side: QEMU start to power-off, past the guest's deadline by a boot and a
@@ -141,7 +146,8 @@ vm_layout() {
 vm_suite() { if [ "$1" = trixie ]; then echo trixie; else echo bookworm; fi; }
 # The CI slice, chosen to fit CI's 30 minutes beside the host tests: every
 # layout's hardest case that this host (hybrid) cannot run: on unified,
-# bookworm under podman 4 + crun, sid under bare runc, systemd-machined; on
+# bookworm under podman 4 + crun, sid under bare runc, systemd-machined (its
+# first case, OSH_VM_MACHINE_FILTER); on
 # legacy (the hook's own cgroup2 for systemd >= 258), sid under podman +
 # crun, bookworm under bare runc. The matrix: everything in every VM.
 vm_runs() {
@@ -255,8 +261,8 @@ run_layout() {
   {
     mkdir -p "$d" "$work/$layout-params" &&
       qemu-img create -q -f qcow2 -F raw -b "${images[$(vm_suite "$layout")]}/root.img" "$overlay" &&
-      printf 'OSH_VM_LAYOUT=%q\nOSH_VM_RUNS=%q\nOSH_VM_FILTER=%q\nOSH_VM_CASE_TIMEOUT=%q\nOSH_VM_RUN_TIMEOUT=%q\nOSH_VM_GUEST_DEADLINE=%q\n' \
-        "$(vm_layout "$layout")" "$(vm_runs "$layout")" "$filter" "$case_timeout" "$run_timeout" "$guest_deadline" \
+      printf 'OSH_VM_LAYOUT=%q\nOSH_VM_RUNS=%q\nOSH_VM_FILTER=%q\nOSH_VM_MACHINE_FILTER=%q\nOSH_VM_CASE_TIMEOUT=%q\nOSH_VM_RUN_TIMEOUT=%q\nOSH_VM_GUEST_DEADLINE=%q\n' \
+        "$(vm_layout "$layout")" "$(vm_runs "$layout")" "$filter" "$machine_filter" "$case_timeout" "$run_timeout" "$guest_deadline" \
         > "$work/$layout-params/vm-params" &&
       tar -cf "$in" -C "$root" integration hooks.d deploy -C "$work/stage" target \
         -C "$work/$layout-params" vm-params &&
