@@ -34,7 +34,7 @@ teardown() { osh_teardown; }
   done < "$BATS_TEST_TMPDIR/containers"
   t1=$(osh_now)
   [ "$booted" -eq "$n" ]
-  osh_bounded xargs podman stop -t 10 < "$BATS_TEST_TMPDIR/containers" >/dev/null
+  osh_bounded xargs podman stop -t "$OSH_STOP_GRACE" < "$BATS_TEST_TMPDIR/containers" >/dev/null
   codes=$(xargs podman inspect -f '{{.State.ExitCode}}' < "$BATS_TEST_TMPDIR/containers" | sort -u)
   [ "$codes" = 0 ] || { echo "exit codes: $codes" >&2; false; }
   xargs podman rm >/dev/null < "$BATS_TEST_TMPDIR/containers"

@@ -101,7 +101,7 @@ rootless_case() {
   [ "$warnings" = 1 ] || { echo "hook warnings for $MID: $warnings" >&2; journalctl --since "$since" -t oci-systemd-hook --no-pager >&2; return 1; }
 
   # SIGRTMIN+3: systemd halts, exit code 0 (a SIGKILL after 10 s gives 137).
-  osh_bounded podman stop -t 10 "$CID" >/dev/null
+  osh_bounded podman stop -t "$OSH_STOP_GRACE" "$CID" >/dev/null
   [ "$(podman inspect -f '{{.State.ExitCode}}' "$CID")" = 0 ]
 }
 
