@@ -4,7 +4,8 @@
 #                     link and the Docker/containerd snippets (PREFIX, DESTDIR)
 #   make demo         set up the host, boot a systemd container with the hook
 #   make test         everything: unit, privileged and podman integration tests (root)
-#   make vm-integration  the bats suite in QEMU VMs: unified, hybrid, legacy cgroups (root)
+#   make vm-integration  CI's slice of the VM matrix: a unified and a legacy VM (root)
+#   make matrix       every VM and run: unified (+userns, +Docker/machined), hybrid, legacy, trixie (root)
 #   make docs         the man page (go-md2man)
 #   make dist         source tarball with vendored crates; make rpm builds the RPM
 
@@ -119,9 +120,9 @@ vm-integration: build
 	OSH_VM_SET=ci integration/vm/run.sh
 
 # Every VM and every run: unified (+ userns/rootless, + Docker and
-# systemd-machined), hybrid, legacy, and a trixie guest (podman 5.4), each
-# with the bookworm and the sid image. About an hour under software
-# emulation; its last result is in the README.
+# systemd-machined), hybrid, legacy, and a trixie guest (podman 5.4); the
+# podman and bare runc boots with the bookworm and the sid image each. About
+# an hour under software emulation; its last result is in the README.
 matrix: build
 	OSH_VM_SET=matrix integration/vm/run.sh
 

@@ -128,11 +128,13 @@ OSH_FACTS_SCRIPT=$(cat <<'SCRIPT'
 tree=$1
 mnt() { findmnt -n -o FSTYPE,OPTIONS --mountpoint "$1" | tail -n 1; }
 yn() { if "$@" 2>/dev/null; then echo yes; else echo no; fi; }
+# printf, not dash's echo, which would expand backslashes in paths.
+say() { printf '%s %s\n' "$1" "$2"; }
 for m in /run /run/lock /tmp; do
-  echo "mount:$m $(mnt "$m")"
-  echo "mode:$m $(stat -c %a "$m")"
+  say "mount:$m" "$(mnt "$m")"
+  say "mode:$m" "$(stat -c %a "$m")"
 done
-echo "cgfs $(stat -fc %T /sys/fs/cgroup)"
+say "cgfs" "$(stat -fc %T /sys/fs/cgroup)"
 if [ "$tree" = v1 ]; then
   at=/sys/fs/cgroup/systemd
   cg=$(awk -F: '$2 == "name=systemd" {print $3}' /proc/1/cgroup)
@@ -141,19 +143,19 @@ else
   cg=$(awk -F: '$1 == "0" {print $3}' /proc/1/cgroup)
 fi
 own=${cg%/init.scope}
-echo "cg $cg"
-echo "at-mount $(mnt "$at")"
+say "cg" "$cg"
+say "at-mount" "$(mnt "$at")"
 if [ -n "$own" ]; then
-  echo "own-mount $(mnt "$at$own")"
+  say "own-mount" "$(mnt "$at$own")"
   # A subshell writes itself into the parent: it must be refused.
-  echo "parent-writable $(yn sh -c "echo 0 > '$at${own%/*}/cgroup.procs'")"
+  say "parent-writable" "$(yn sh -c "echo 0 > '$at${own%/*}/cgroup.procs'")"
 fi
 if [ "$tree" = v1 ]; then
-  echo "release-agent-writable $(yn sh -c "echo 1 > '$at/release_agent'")"
+  say "release-agent-writable" "$(yn sh -c "echo 1 > '$at/release_agent'")"
 fi
-echo "procs-writable $(yn test -w "$at$cg/cgroup.procs")"
-echo "machine-id $(cat /etc/machine-id)"
-echo "virt $(systemd-detect-virt --container)"
+say "procs-writable" "$(yn test -w "$at$cg/cgroup.procs")"
+say "machine-id" "$(cat /etc/machine-id)"
+say "virt" "$(systemd-detect-virt --container)"
 SCRIPT
 )
 

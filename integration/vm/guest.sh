@@ -3,7 +3,8 @@
 # input disk (/dev/vdb: the hook binary, integration/, hooks.d/, vm-params)
 # and execs this script after multi-user.target. It checks that the guest has
 # the cgroup layout run.sh asked for, runs integration/host-quirks.sh and the
-# bats suite (podman.bats with crun and runc, runc.bats), collects evidence
+# runs vm-params names (podman.bats, runc.bats, machine.bats, docker.bats,
+# userns.bats, rootless.bats, compare-mounts.sh), collects evidence
 # when something fails, and writes everything as a tar onto /dev/vdc. The VM
 # powers off when the unit ends. Console lines starting with OSH-VM are
 # markers run.sh reads from the serial log.

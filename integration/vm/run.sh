@@ -61,6 +61,7 @@ case "$set_name" in
   *) echo "vm: error: OSH_VM_SET=$set_name: want ci or matrix" >&2; exit 2 ;;
 esac
 vms=${OSH_VM_VMS:-$default_vms}
+[ -n "${vms// /}" ] || { echo "vm: error: OSH_VM_VMS names no VM" >&2; exit 2; }
 filter=${OSH_VM_FILTER-cgroupns}
 # machine.bats: all three cases in the matrix; CI the first (registration,
 # machinectl, journalctl -M, systemctl -M, gone after stop).
