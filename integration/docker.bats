@@ -199,7 +199,7 @@ dk_stop_and_remove() {
     || { echo "no halt in the journal" >&2; return 1; }
   dk rm "$CID" >/dev/null
   dk_assert_no_new_mounts
-  ! grep -q "$CID" /proc/self/mountinfo
+  osh_refute grep -q "$CID" /proc/self/mountinfo
   local left
   # cgroupfs driver: .../<id>; systemd driver: docker-<id>.scope.
   left=$(find /sys/fs/cgroup -maxdepth 5 -name "*$CID*" 2>/dev/null)
@@ -306,7 +306,7 @@ default_cgroupns() { if [ "$OSH_LAYOUT" = v1 ]; then echo host; else echo privat
   done
   ctr_ task ls | grep -q "^$CTR_ID .*STOPPED"
   ctr_ task delete "$CTR_ID" 2>&1 | tee "$BATS_TEST_TMPDIR/delete.out"
-  ! grep -q 'non-zero exit code' "$BATS_TEST_TMPDIR/delete.out"
+  osh_refute grep -q 'non-zero exit code' "$BATS_TEST_TMPDIR/delete.out"
   ctr_ container delete "$CTR_ID"
   journalctl -D "/var/log/journal/${CTR_ID:0:32}" --no-pager | grep -q 'systemd-halt.service\|Reached target.*System Shutdown'
   [ ! -s "$rootfs/etc/machine-id" ]   # poststop emptied it

@@ -250,6 +250,13 @@ osh_check_selinux() {
   fi
 }
 
+# osh_refute CMD...: fails when CMD succeeds. A bare `! CMD` is no check in
+# bats unless it is a test's last command (errexit ignores `!`).
+osh_refute() {
+  if "$@"; then echo "expected to fail, but succeeded: $*" >&2; return 1; fi
+  return 0
+}
+
 # osh_mount TARGET: "FSTYPE OPTIONS" of the topmost mount at TARGET inside.
 osh_mount() { osh_exec findmnt -n -o FSTYPE,OPTIONS --mountpoint "$1" | tail -n 1; }
 

@@ -99,8 +99,8 @@ boot_case() {
   rootfs=$(osh_overlay sleep)
   OSH_HOOKS_DIR_OVERRIDE=$OSH_HOOKS_ALWAYS osh_podman_run --rootfs "$rootfs" /bin/sleep 60
   osh_exec true
-  ! osh_exec findmnt --mountpoint /run
-  ! osh_exec findmnt --mountpoint /tmp
+  osh_refute osh_exec findmnt --mountpoint /run
+  osh_refute osh_exec findmnt --mountpoint /tmp
   [ ! -e "/var/log/journal/$MID" ]
   [ ! -e "$BATS_TEST_TMPDIR/sleep/upper/etc/machine-id" ]
 }
@@ -110,7 +110,7 @@ boot_case() {
   args0=$(podman inspect -f '{{.Path}}' "$CID")   # process.args[0] of the OCI config
   [[ "$args0" == /dev/init || "$args0" == */podman-init ]]
   osh_exec true
-  ! osh_exec findmnt --mountpoint /run
+  osh_refute osh_exec findmnt --mountpoint /run
   [ ! -e "/var/log/journal/$MID" ]
 }
 
