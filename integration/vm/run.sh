@@ -248,6 +248,7 @@ show_progress() {
 # not prepare the boot.
 run_layout() {
   local layout=$1 d=$logs/$1 serial overlay in out t0 now_s seen_start="" shown=0
+  local img=${images[$(vm_suite "$1")]}
   serial=$d/serial.log
   overlay=$work/$layout.qcow2
   in=$work/$layout-in.tar
@@ -261,7 +262,7 @@ run_layout() {
   rm -f "$overlay" "$in" "$out"
   {
     mkdir -p "$d" "$work/$layout-params" &&
-      qemu-img create -q -f qcow2 -F raw -b "${images[$(vm_suite "$layout")]}/root.img" "$overlay" &&
+      qemu-img create -q -f qcow2 -F raw -b "$img/root.img" "$overlay" &&
       printf 'OSH_VM_LAYOUT=%q\nOSH_VM_RUNS=%q\nOSH_VM_FILTER=%q\nOSH_VM_MACHINE_FILTER=%q\nOSH_VM_CASE_TIMEOUT=%q\nOSH_VM_RUN_TIMEOUT=%q\nOSH_VM_GUEST_DEADLINE=%q\n' \
         "$(vm_layout "$layout")" "$(vm_runs "$layout")" "$filter" "$machine_filter" "$case_timeout" "$run_timeout" "$guest_deadline" \
         > "$work/$layout-params/vm-params" &&
@@ -275,7 +276,7 @@ run_layout() {
   qemu-system-x86_64 "${accel[@]}" -m "$mem" -smp "$cpus" -nographic -no-reboot \
     -nic none -monitor none -serial "file:$serial" \
     -device virtio-rng-pci \
-    -kernel "${images[$(vm_suite "$layout")]}/vmlinuz" -initrd "${images[$(vm_suite "$layout")]}/initrd.img" \
+    -kernel "$img/vmlinuz" -initrd "$img/initrd.img" \
     -append "root=/dev/vda rw console=ttyS0 panic=-1 systemd.show_status=1 $(layout_args "$layout")" \
     -drive "file=$overlay,format=qcow2,if=virtio,cache=unsafe" \
     -drive "file=$in,format=raw,if=virtio,readonly=on" \
