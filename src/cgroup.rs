@@ -93,12 +93,15 @@ pub fn container_cgroups<'a>(
     out
 }
 
-/// Reads the container's cgroups from `/proc/<pid>/cgroup`.
+/// Reads the container's cgroups from `/proc/<pid>/cgroup` (parsed by
+/// `procfs`; the file opened by path, as `procfs::process::Process` would
+/// open it, without its kernel-version probe and `/proc/<pid>` handle).
 ///
 /// # Errors
 /// The process is gone or /proc is unreadable.
 pub fn read_container_cgroups(pid: i32) -> procfs::ProcResult<ContainerCgroups> {
-    let cgroups = procfs::process::Process::new(pid)?.cgroups()?;
+    use procfs::FromRead;
+    let cgroups = procfs::ProcessCGroups::from_file(format!("/proc/{pid}/cgroup"))?;
     Ok(container_cgroups(&cgroups))
 }
 

@@ -300,6 +300,30 @@ impl Table {
         read(pid).map(Table::new)
     }
 
+    /// Adds a mount the reader has just made, so that the table stays
+    /// current without reading mountinfo again: `id` (from
+    /// `statx(STATX_MNT_ID)`) on mount `parent` at `mount_point` (as
+    /// mountinfo would show it to the reader), of `fs_type`, in no peer
+    /// group (no optional fields: a mount attached on a mount that is not
+    /// shared is private), with no device, root `/`, source `fs_type` and no
+    /// options. Appended last: on top of any earlier mount at the same point.
+    pub fn insert_made(&mut self, id: u64, parent: u64, mount_point: PathBuf, fs_type: &str) {
+        self.by_id.insert(id, self.mounts.len());
+        self.mounts.push(Mount {
+            id,
+            parent,
+            major: 0,
+            minor: 0,
+            root: PathBuf::from("/"),
+            mount_point,
+            options: Options(Vec::new()),
+            optional: Vec::new(),
+            fs_type: fs_type.into(),
+            source: fs_type.into(),
+            super_options: Options(Vec::new()),
+        });
+    }
+
     /// The mount with id `id`.
     pub fn get(&self, id: u64) -> Option<&Mount> {
         self.by_id.get(&id).map(|i| &self.mounts[*i])
@@ -317,6 +341,20 @@ mod tests {
 
     fn os(s: &str) -> OsString {
         OsString::from(s)
+    }
+
+    #[test]
+    fn a_made_mount_is_found_by_id_and_path() {
+        let mut t = Table::new(parse(b"1 1 0:1 / / rw - ext4 /dev/x rw\n").unwrap());
+        t.insert_made(7, 1, PathBuf::from("/run"), "tmpfs");
+        let m = t.get(7).expect("inserted");
+        assert_eq!((m.parent, m.fs_type.as_os_str()), (1, OsStr::new("tmpfs")));
+        assert!(!m.is_shared());
+        assert_eq!(t.topmost_at(Path::new("/run")).map(|m| m.id), Some(7));
+        assert_eq!(
+            crate::mounts::top_submounts(&t.mounts, Path::new("/")),
+            [PathBuf::from("run")]
+        );
     }
 
     #[test]

@@ -26,10 +26,12 @@ pub(super) struct Namespace {
     root: Root,
     /// Mount ids the hook may create files and directories on.
     writable: Vec<u64>,
-    /// The mount table, indexed by mount id: read after setns, and again
-    /// before a tmpfs is mounted when the hook has mounted something since.
+    /// The mount table, indexed by mount id: read after setns; each tmpfs
+    /// the hook mounts is added to it ([`Table::insert_made`]); read again
+    /// before a tmpfs when a bind was attached since (`stale`).
     table: Table,
-    /// Whether the hook mounted something since `table` was read.
+    /// Whether the hook attached something since `table` was read that
+    /// `table` does not show.
     stale: bool,
     /// Mount ids of the mounts the hook made.
     ours: Vec<u64>,
@@ -244,13 +246,15 @@ impl Namespace {
         if i == comps.len() {
             return Ok(existing);
         }
-        if !mounts::is_dir(existing.as_fd())? {
+        // Type and mount id from one statx.
+        let (ft, (mnt, ..)) = type_and_identity(existing.as_fd())?;
+        if ft != FileType::Directory {
             return Err(Refusal::NonDirectoryInTheWay {
                 dest: dest.to_path_buf(),
             }
             .into());
         }
-        self.check_writable(existing.as_fd(), None, dest)?;
+        self.check_writable(existing.as_fd(), Some(mnt), dest)?;
         let mut cur: OwnedFd = existing.into();
         for name in &comps[i..] {
             match rustix::fs::mkdirat(&cur, *name, Mode::from_raw_mode(mode)) {
@@ -374,6 +378,11 @@ impl Namespace {
         self.attach(mnt.as_fd(), target.as_fd(), Some(target_mnt))
             .context("attach tmpfs")?;
         let id = mnt_id(mnt.as_fd())?;
+        // The table was current before the attach (read above when stale);
+        // the tmpfs is the one mount it adds: the kept mounts moved into it
+        // below keep their ids and mount points.
+        self.table.insert_made(id, target_mnt, real, "tmpfs");
+        self.stale = false;
         self.ours.push(id);
         self.writable.push(id);
         for (rel, fd, _) in keep {
