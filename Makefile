@@ -16,7 +16,9 @@ MANDIR     ?= $(PREFIX)/share/man
 DATADIR    ?= $(PREFIX)/share/oci-systemd-hook
 CARGO      ?= cargo
 BATS       ?= bats
-BIN        := target/release/oci-systemd-hook
+# cargo builds for the host tuple (.cargo/config.toml): target/<tuple>/release.
+TRIPLE     ?= $(shell uname -m)-unknown-linux-gnu
+BIN        := target/$(TRIPLE)/release/oci-systemd-hook
 MAN        := doc/oci-systemd-hook.1
 VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 DIST       := build/oci-systemd-hook-$(VERSION).tar.gz
@@ -66,7 +68,7 @@ dist:
 	rm -rf build/dist && mkdir -p build/dist/oci-systemd-hook-$(VERSION)/.cargo
 	git archive HEAD | tar -x -C build/dist/oci-systemd-hook-$(VERSION)
 	cd build/dist/oci-systemd-hook-$(VERSION) && \
-		$(CARGO) vendor --locked -q vendor > .cargo/config.toml
+		$(CARGO) vendor --locked -q vendor >> .cargo/config.toml
 	tar -C build/dist -czf $(DIST) oci-systemd-hook-$(VERSION)
 	rm -rf build/dist
 	@echo $(DIST)

@@ -2,7 +2,7 @@
 # shellcheck shell=bash
 
 OSH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OSH_HOOK=${OSH_HOOK:-$OSH_ROOT/target/release/oci-systemd-hook}
+OSH_HOOK=${OSH_HOOK:-$OSH_ROOT/target/$(uname -m)-unknown-linux-gnu/release/oci-systemd-hook}
 
 # podman flags every hook container needs: podman's own systemd mode off (the
 # hook does its work), the stop signal systemd wants, no network (the demo and

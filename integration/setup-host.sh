@@ -65,7 +65,8 @@ if [ "${#missing_deb[@]}" -gt 0 ]; then
   fi
 fi
 
-# Rust: cargo >= 1.88 (sha2 0.11 and edition 2024 need it).
+# Rust: cargo >= 1.91 (sha2 0.11 and edition 2024 need 1.88; the build target
+# `host-tuple` in .cargo/config.toml needs 1.91).
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
@@ -74,10 +75,24 @@ if ! command -v cargo >/dev/null 2>&1; then
   elif command -v apt-get >/dev/null 2>&1; then apt-get install -y -q cargo >&2 || true
   fi
 fi
-command -v cargo >/dev/null 2>&1 || die "no cargo: install Rust 1.88 or newer (https://rustup.rs)"
+command -v cargo >/dev/null 2>&1 || die "no cargo: install Rust 1.91 or newer (https://rustup.rs)"
 ver=$(cargo --version | awk '{print $2}')
-if [ "$(printf '%s\n1.88.0\n' "$ver" | sort -V | head -1)" != 1.88.0 ]; then
-  die "cargo $ver is too old: install Rust 1.88 or newer (https://rustup.rs)"
+if [ "$(printf '%s\n1.91.0\n' "$ver" | sort -V | head -1)" != 1.91.0 ]; then
+  die "cargo $ver is too old: install Rust 1.91 or newer (https://rustup.rs)"
+fi
+
+# libc.a: the hook is linked statically against glibc (.cargo/config.toml);
+# Debian ships it in libc6-dev, Fedora in glibc-static.
+if [ ! -e "/usr/lib/$(uname -m)-linux-gnu/libc.a" ] && [ ! -e /usr/lib64/libc.a ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    log "installing: libc6-dev (libc.a)"
+    apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends libc6-dev >&2
+  elif command -v dnf >/dev/null 2>&1; then
+    log "installing: glibc-static (libc.a)"
+    dnf install -y glibc-static >&2
+  else
+    die "no libc.a: install glibc's static library (libc6-dev, glibc-static)"
+  fi
 fi
 
 "$(dirname "$0")/host-quirks.sh"

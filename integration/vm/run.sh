@@ -103,7 +103,7 @@ fi
 t_all=$(date +%s)
 t=$(date +%s)
 (cd "$root" && cargo build --release --locked) >&2
-hook=$root/target/release/oci-systemd-hook
+hook=$root/target/$(uname -m)-unknown-linux-gnu/release/oci-systemd-hook
 [ -x "$hook" ] || die "no $hook after cargo build"
 t_cargo=$(elapsed "$t")
 
