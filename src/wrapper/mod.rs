@@ -39,6 +39,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use serde_json::value::RawValue;
 
 use crate::{config, decide, log as hooklog, state};
 
@@ -143,15 +144,29 @@ fn prepare(args: &[OsString]) -> anyhow::Result<()> {
     let hook_str = hook
         .to_str()
         .with_context(|| format!("the hook's path {} is not UTF-8", hook.display()))?;
-    let mut doc: serde_json::Value = serde_json::from_slice(&bytes)
+    // Only `hooks` becomes a Value; every other top-level field stays its
+    // raw text, written back byte for byte in its place (a 16 KiB config.json
+    // is mostly seccomp, which the wrapper never needs to build).
+    let mut top: indexmap::IndexMap<String, Box<RawValue>> = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let mut doc = serde_json::Value::Object(serde_json::Map::new());
+    if let Some(raw) = top.get("hooks") {
+        let hooks: serde_json::Value = serde_json::from_str(raw.get())
+            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        doc["hooks"] = hooks;
+    }
     let added = hooks::add(&mut doc, hook_str, |p| same_file(Path::new(p), &hook))
         .with_context(|| format!("{}: cannot add the hook", path.display()))?;
     if added.is_empty() {
         log::debug!("{} already has the hook", path.display());
         return Ok(());
     }
-    let out = serde_json::to_vec(&doc).context("serializing config.json")?;
+    // An existing `hooks` keeps its place; a new one comes last.
+    top.insert(
+        "hooks".to_string(),
+        serde_json::value::to_raw_value(&doc["hooks"]).context("serializing hooks")?,
+    );
+    let out = serde_json::to_vec(&top).context("serializing config.json")?;
     write_atomic(&path, &out).with_context(|| format!("cannot rewrite {}", path.display()))?;
     // Debug, not info: on `create` the runtime's stderr is often the
     // container's own (containerd's shim), and this is no news.
