@@ -44,7 +44,7 @@ diag_podman() {
   hooks=$(mktemp -d)
   cat > "$hooks/oci-systemd-hook.json" <<JSON
 {"version": "1.0.0",
- "hook": {"path": "$work/target/release/oci-systemd-hook", "env": ["OCI_SYSTEMD_HOOK_LOG=debug"]},
+ "hook": {"path": "$work/target/$(uname -m)-unknown-linux-gnu/release/oci-systemd-hook", "env": ["OCI_SYSTEMD_HOOK_LOG=debug"]},
  "when": {"commands": ["^.*/init$", "^.*/systemd$"]},
  "stages": ["prestart", "poststop"]}
 JSON

@@ -17,7 +17,7 @@
 #
 # Per VM: a qcow2 overlay over the cached image (the cache stays clean),
 # direct kernel boot, no network. Disk 2 is a tar with the hook binary
-# (target/release), integration/, hooks.d/, deploy/ and vm-params; the image's
+# (target/<tuple>/release), integration/, hooks.d/, deploy/ and vm-params; the image's
 # osh-vm.service runs integration/vm/guest.sh from it after multi-user.target,
 # which writes its results as a tar onto disk 3 and powers the VM off.
 # Under TCG two VMs run at a time, one vCPU each. KVM only when a probe boots
@@ -131,8 +131,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Every guest tests this one binary, even if the tree is rebuilt meanwhile.
-mkdir -p "$work/stage/target/release"
-cp "$hook" "$work/stage/target/release/oci-systemd-hook"
+# Staged where integration/lib.bash looks for it (the guest is the same arch).
+stage_bin=$work/stage/${hook#"$root"/}
+mkdir -p "$(dirname "$stage_bin")"
+cp "$hook" "$stage_bin"
 hook_rev="$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?'), sha256 $(sha256sum "$hook" | cut -c1-12)"
 
 # vm_layout VM: the cgroup layout a VM boots; vm_suite VM: its Debian suite;
