@@ -16,8 +16,10 @@ MANDIR     ?= $(PREFIX)/share/man
 DATADIR    ?= $(PREFIX)/share/oci-systemd-hook
 CARGO      ?= cargo
 BATS       ?= bats
-# cargo builds for the host tuple (.cargo/config.toml): target/<tuple>/release.
-TRIPLE     ?= $(shell uname -m)-unknown-linux-gnu
+# cargo builds for rustc's host tuple (.cargo/config.toml): target/<tuple>/release.
+# Without rustc (root running `make install`): the tuple of a linux-gnu host.
+RUSTC      ?= rustc
+TRIPLE     ?= $(or $(shell $(RUSTC) -vV 2>/dev/null | sed -n 's/^host: //p'),$(shell uname -m)-unknown-linux-gnu)
 BIN        := target/$(TRIPLE)/release/oci-systemd-hook
 MAN        := doc/oci-systemd-hook.1
 VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)

@@ -54,7 +54,7 @@ fn hook() -> String {
 fn timed_exe(exe: &str, state: &Value, env: &[(&str, &str)], cwd: &std::path::Path) -> Run {
     let payload = state.to_string();
     let start = Instant::now();
-    // Reaped below with wait4, which std's Child does not offer.
+    // Reaped below with waitpid (the exit status as the kernel gives it).
     #[allow(clippy::zombie_processes)]
     let mut child = Command::new(exe)
         .current_dir(cwd)
@@ -133,9 +133,15 @@ fn peak_rss_kib(exe: &str, state: &Value, env: &[(&str, &str)], cwd: &std::path:
     // The stop after execve (SIGTRAP): ask for a stop at exit, go on.
     let status = wait();
     assert!(libc::WIFSTOPPED(status) && libc::WSTOPSIG(status) == libc::SIGTRAP);
+    // Also killed should this harness die first (EXITKILL).
     // SAFETY: ptrace requests on our stopped tracee.
     unsafe {
-        libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, libc::PTRACE_O_TRACEEXIT);
+        let opts = libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_EXITKILL;
+        assert_eq!(
+            libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, opts),
+            0,
+            "PTRACE_SETOPTIONS"
+        );
         libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
     }
     let _ = child

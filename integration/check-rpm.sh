@@ -2,7 +2,7 @@
 # Checks a built RPM: the binary in /usr/libexec/oci/hooks.d, the descriptor in
 # /usr/share/containers/oci/hooks.d naming that path, the man page in section 1,
 # the runtime wrapper's link next to the binary, the Docker daemon.json and the
-# containerd snippet naming the installed paths.
+# containerd snippet naming the installed paths, a statically linked binary.
 set -euo pipefail
 rpm=$(realpath "$1")
 files=$(rpm -qlp "$rpm")
@@ -25,5 +25,9 @@ grep -q '"path": "/usr/libexec/oci/hooks.d/oci-systemd-hook"' "$tmp/usr/share/oc
   || fail "daemon.json does not name the installed binary"
 grep -q 'BinaryName = "/usr/libexec/oci/hooks.d/oci-systemd-runtime"' "$tmp/usr/share/oci-systemd-hook/containerd/oci-systemd.toml" \
   || fail "the containerd snippet does not name the installed link"
+# Linked statically (.cargo/config.toml, the spec's RUSTFLAGS): no dynamic loader.
+if LC_ALL=C readelf -lW "$tmp/usr/libexec/oci/hooks.d/oci-systemd-hook" | grep -q 'program interpreter'; then
+  fail "the binary is dynamically linked"
+fi
 "$tmp/usr/libexec/oci/hooks.d/oci-systemd-hook" --version
 echo "check-rpm: ok"

@@ -2,7 +2,14 @@
 # shellcheck shell=bash
 
 OSH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OSH_HOOK=${OSH_HOOK:-$OSH_ROOT/target/$(uname -m)-unknown-linux-gnu/release/oci-systemd-hook}
+# The build's tuple (.cargo/config.toml builds for rustc's host): rustc's, or
+# where there is no rustc (the VM guests), that of a linux-gnu host.
+osh_tuple() {
+  local t
+  t=$({ rustc -vV || "$HOME/.cargo/bin/rustc" -vV; } 2>/dev/null | sed -n 's/^host: //p')
+  echo "${t:-$(uname -m)-unknown-linux-gnu}"
+}
+OSH_HOOK=${OSH_HOOK:-$OSH_ROOT/target/$(osh_tuple)/release/oci-systemd-hook}
 
 # podman flags every hook container needs: podman's own systemd mode off (the
 # hook does its work), the stop signal systemd wants, no network (the demo and

@@ -18,8 +18,9 @@
 //! pathrs' safe procfs handle for reopening `O_PATH` handles, 47 once (a
 //! detached `subset=pid` procfs, checked twice by pathrs), then 3 per
 //! reopen; per tmpfs about 21 (the `RESOLVE_IN_ROOT` lookup, type, identity
-//! and mount checks of the guard; the mount table is read once after the
-//! setns and kept current) plus the copy-up (about 8 per file); per bind
+//! and mount checks of the guard; the mount table read after the setns is
+//! kept current across the tmpfs mounts, read again only for a tmpfs that
+//! follows a bind, as the v1 cgroup tmpfs does) plus the copy-up (about 8 per file); per bind
 //! about 12 (the lookup or mkdir, the guard's type and mount checks,
 //! `move_mount`, private, flags). The limit is that count with about 10%
 //! room for a host with another cgroup layout, a journald socket or a

@@ -4,7 +4,9 @@
 //! arrays, one per stage, each entry `{"path", "args"?, "env"?, "timeout"?}`
 //! with `args` as in execv (argv\[0\] first). The document is a
 //! [`serde_json::Value`] (with serde_json's `preserve_order`), so every field
-//! the hook does not know, and the order of keys, survives the rewrite.
+//! the hook does not know, and the order of keys, survives the rewrite. The
+//! runtime wrapper passes a document with `hooks` only (its other fields stay
+//! raw text, see `wrapper::prepare`).
 
 use serde_json::{Map, Value, json};
 

@@ -147,8 +147,20 @@ fn prepare(args: &[OsString]) -> anyhow::Result<()> {
     // Only `hooks` becomes a Value; every other top-level field stays its
     // raw text, written back byte for byte in its place (a 16 KiB config.json
     // is mostly seccomp, which the wrapper never needs to build).
-    let mut top: indexmap::IndexMap<String, Box<RawValue>> = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let mut top: indexmap::IndexMap<String, Box<RawValue>> = match serde_json::from_slice(&bytes) {
+        Ok(t) => t,
+        // Valid JSON of another type (an array): as hooks::add says it.
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            return Err(hooks::PatchError::WrongType {
+                field: ".".into(),
+                expected: "an object",
+            })
+            .with_context(|| format!("{}: cannot add the hook", path.display()));
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("{} is not valid JSON", path.display()));
+        }
+    };
     let mut doc = serde_json::Value::Object(serde_json::Map::new());
     if let Some(raw) = top.get("hooks") {
         let hooks: serde_json::Value = serde_json::from_str(raw.get())
