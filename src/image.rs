@@ -124,7 +124,11 @@ pub fn systemd_version(root: BorrowedFd<'_>) -> Option<u32> {
 /// The systemd version of the image whose rootfs is `rootfs`: resolved
 /// inside the root directory of process `pid` (`/proc/<pid>/root`, the
 /// runtime's view at prestart, as `apply` opens it), else from the hook's
-/// own root; never through a `/proc` magic link.
+/// own root; never through a `/proc` magic link. When `rootfs` is not there
+/// the process has already entered its rootfs (a created or running
+/// container, `explain --pid`: the runtime has done its `pivot_root`), so
+/// its root directory is the rootfs. At prestart `rootfs` is there (hooks
+/// run before `pivot_root`), or `apply` fails on the same lookup.
 ///
 /// # Errors
 /// The rootfs cannot be opened.
@@ -148,20 +152,24 @@ pub fn image_systemd(pid: Option<i32>, rootfs: &Path) -> anyhow::Result<Option<u
             ResolveFlags::empty(),
         ),
     };
-    let fd = rustix::fs::openat2(
+    let fd = match rustix::fs::openat2(
         &base,
         rootfs,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
         resolve | ResolveFlags::NO_MAGICLINKS,
-    )
-    .with_context(|| {
-        format!(
-            "open rootfs {} to read its systemd version",
-            rootfs.display()
-        )
-    })?;
-    drop(base);
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) if pid.is_some() => base,
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "open rootfs {} to read its systemd version",
+                    rootfs.display()
+                )
+            });
+        }
+    };
     Ok(systemd_version(fd.as_fd()))
 }
 
