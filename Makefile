@@ -63,6 +63,7 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man1/oci-systemd-hook.1 $(DESTDIR)$(LIBEXECDIR)/oci-systemd-runtime \
 		$(DESTDIR)$(DATADIR)/docker/daemon.json $(DESTDIR)$(DATADIR)/containerd/oci-systemd.toml
 	-rmdir $(DESTDIR)$(DATADIR)/docker $(DESTDIR)$(DATADIR)/containerd $(DESTDIR)$(DATADIR)
+	-rmdir $(DESTDIR)$(LIBEXECDIR)
 
 # The committed tree (git archive) plus every crate vendored, so that an RPM
 # builds offline.
