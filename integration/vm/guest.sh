@@ -41,15 +41,15 @@ diag_podman() {
   local rt=$1 ns=$2 d hooks id mid state
   d=$out/diag-$rt-$ns
   mkdir -p "$d"
+  # shellcheck source=integration/lib.bash
+  . "$work/integration/lib.bash"
   hooks=$(mktemp -d)
   cat > "$hooks/oci-systemd-hook.json" <<JSON
 {"version": "1.0.0",
- "hook": {"path": "$work/target/$(uname -m)-unknown-linux-gnu/release/oci-systemd-hook", "env": ["OCI_SYSTEMD_HOOK_LOG=debug"]},
+ "hook": {"path": "$OSH_HOOK", "env": ["OCI_SYSTEMD_HOOK_LOG=debug"]},
  "when": {"commands": ["^.*/init$", "^.*/systemd$"]},
  "stages": ["prestart", "poststop"]}
 JSON
-  # shellcheck source=integration/lib.bash
-  . "$work/integration/lib.bash"
   echo "--- diag: podman --runtime $rt run --cgroupns=$ns (hook log level debug)"
   awk '{print $4, $5}' /proc/self/mountinfo | sort > "$d/.before"
   id=$(podman --runtime "$rt" --hooks-dir "$hooks" run -d "${OSH_PODMAN_ARGS[@]}" \

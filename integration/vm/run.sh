@@ -103,7 +103,9 @@ fi
 t_all=$(date +%s)
 t=$(date +%s)
 (cd "$root" && cargo build --release --locked) >&2
-hook=$root/target/$({ rustc -vV || "$HOME/.cargo/bin/rustc" -vV; } 2>/dev/null | sed -n 's/^host: //p')/release/oci-systemd-hook
+# shellcheck source=integration/lib.bash
+. "$root/integration/lib.bash"   # osh_tuple: the build's target directory
+hook=$root/target/$(osh_tuple)/release/oci-systemd-hook
 [ -x "$hook" ] || die "no $hook after cargo build"
 t_cargo=$(elapsed "$t")
 
